@@ -11,8 +11,9 @@ So the random ``vgg-small+svm`` and the trained ``vgg`` never collide.
 
 Examples
 --------
->>> parse_method("vgg-small+svm")
-MethodSpec(text='vgg-small+svm', kind='pipeline', frontend='vgg', width='small', classifier='svm', model=None, pretrained=None)
+>>> spec = parse_method("vgg-small+svm")
+>>> spec.kind, spec.frontend, spec.width, spec.classifier
+('pipeline', 'vgg', 'small', 'svm')
 >>> parse_method("finetune:msd_musicnn").pretrained
 'msd_musicnn'
 """

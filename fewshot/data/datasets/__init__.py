@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...exceptions import DataError, ParameterError
-from ._base import DATASETS, Clip, Dataset, assign_folds, check_dataset, folder_id
 
 # Importing the loader modules registers them.
-from . import _folder, _csv, urbansound8k, esc50, gtzan, ballroom, tut, synth  # noqa: E402,F401,I001
+from . import _csv, _folder, ballroom, esc50, gtzan, synth, tut, urbansound8k  # noqa: E402,F401,I001
+from ._base import DATASETS, Clip, Dataset, assign_folds, check_dataset, folder_id
 
 __all__ = ["DATASETS", "Clip", "Dataset", "assign_folds", "check_dataset", "folder_id", "load_dataset"]
 

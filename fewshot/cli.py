@@ -1,0 +1,258 @@
+"""The ``fewshot`` command line (Typer + rich).
+
+A user mistake gives one line on stderr (which input, what is wrong, what to do)
+and exit status 2, never a traceback; results already written stay written, and
+running the same command again resumes.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from .exceptions import FewShotError
+
+app = typer.Typer(
+    name="fewshot",
+    help="Honest statistics for audio classification with little labelled data.\n\n"
+    "Examples:\n\n"
+    "  fewshot run --n 1,5,10 --quick            # few-data training on the built-in dataset\n\n"
+    "  fewshot randomcnn                          # random-weight CNN front-ends + SVM\n\n"
+    "  fewshot report runs/run-synth-*            # tables, paired tests and plots",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+cache_app = typer.Typer(help="Inspect or prune the on-disk cache of decoded audio, log-mels and features.")
+app.add_typer(cache_app, name="cache")
+
+out_console = Console()
+err_console = Console(stderr=True)
+
+# ----------------------------------------------------------------- shared options
+DatasetOpt = typer.Option(None, "--dataset", "-d", help="Folder, CSV file, LOADER:PATH or synth[:k=v,...].")
+SeedOpt = typer.Option(None, "--seed", help="The only seed; every other seed derives from it. [default: 0]")
+DeviceOpt = typer.Option(None, "--device", help="auto, cpu or cuda. [default: auto]")
+OutOpt = typer.Option(None, "--out", "-o", help="Run folder. [default: runs/<protocol>-<dataset>-<hash>]")
+ProtocolOpt = typer.Option(None, "--protocol", help="TOML experiment definition (see protocols/); options win.")
+CacheOpt = typer.Option(None, "--cache-dir", help="Cache folder. [default: $FEWSHOT_CACHE_DIR or ~/.cache/fewshot]")
+RunsOpt = typer.Option(None, "--runs", help="Runs per n (default: 20 for n≤2, 10 for n≤10, 5 above).")
+FoldsOpt = typer.Option(None, "--folds", help="Comma-separated test folds. [default: all]")
+CapOpt = typer.Option(None, "--cap/--no-cap", help="Cap n at the size of a smaller class instead of failing.")
+OnErrorOpt = typer.Option(None, "--on-error", help="fail or skip unreadable/silent clips. [default: fail]")
+SecondsOpt = typer.Option(None, "--seconds", help="Crop or repeat-pad every clip to this length.")
+FoldsCountOpt = typer.Option(None, "--folds-count", help="Folds to make where the dataset has none. [default: 5]")
+ReportOpt = typer.Option(True, "--report/--no-report", help="Write the report and print the table at the end.")
+
+
+def _split(value: str | None) -> list[str] | None:
+    from .protocols.config import split_list
+
+    return split_list(value)
+
+
+def _run_protocol(defaults, protocol_file, cli: dict, *, report: bool) -> None:
+    from .protocols.config import QUICK, load_protocol_file, resolve
+    from .protocols.engine import run_experiment
+
+    toml = load_protocol_file(protocol_file) if protocol_file else None
+    cfg = resolve(defaults, toml, cli)
+    if cfg.quick:
+        err_console.print("[bold yellow]--quick[/bold yellow]: " + ", ".join(f"{k}: {v}" for k, v in QUICK.items()))
+    run_dir = run_experiment(cfg, console=err_console)
+    if report:
+        _report([run_dir], run_dir / "report")
+
+
+def _report(run_dirs: list[Path], out_dir: Path, test: str = "paired") -> None:
+    from .results.report import format_table, load_rows, summarize, write_report
+
+    paths = write_report(run_dirs, out_dir, test=test)
+    summary = summarize(load_rows(run_dirs), test=test)
+    out_console.print(format_table(summary))
+    for name in ("report", "plot"):
+        for key, path in paths.items():
+            if key.startswith(name):
+                err_console.print(f"{key}: {path}")
+
+
+# ----------------------------------------------------------------- protocols
+@app.command()
+def run(
+    dataset: str = DatasetOpt,
+    n: str = typer.Option(None, "--n", help="Clips per class, comma-separated ints or 'all'. [default: 1,5,10]"),
+    method: str = typer.Option(None, "--method", "-m",
+                               help="Methods: models (protonet, vgg, timbre, sbcnn, random) and pipelines "
+                               "(mfcc+knn, vgg-small+svm). [default: protonet,vgg,timbre,mfcc+knn,random]"),
+    quick: bool = typer.Option(None, "--quick/--full", help="Smoke run: 1 fold, 2 runs, 20 epochs, narrow nets."),
+    epochs: int = typer.Option(None, "--epochs", help="Training epochs (last model kept). [default: 200]"),
+    patience: int = typer.Option(None, "--patience", help="protonet: stop after this many epochs without a "
+                                 "training-accuracy gain. [default: 200]"),
+    max_epochs: int = typer.Option(None, "--max-epochs", help="protonet: epoch cap. [default: 1000]"),
+    runs: int = RunsOpt, folds: str = FoldsOpt, seed: int = SeedOpt, cap: bool = CapOpt,
+    device: str = DeviceOpt, out: str = OutOpt, protocol: Path = ProtocolOpt, cache_dir: str = CacheOpt,
+    on_error: str = OnErrorOpt, seconds: float = SecondsOpt, folds_count: int = FoldsCountOpt,
+    report: bool = ReportOpt,
+) -> None:
+    """Few-data training: n labelled clips per class, no validation data, paired over methods.
+
+    Example: fewshot run --dataset urbansound8k:/data/UrbanSound8K --n 1,5,10,100 --method protonet,vgg,mfcc+knn
+    """
+    from .protocols.config import ExperimentConfig
+
+    defaults = ExperimentConfig(protocol="run", n=[1, 5, 10],
+                                methods=["protonet", "vgg", "timbre", "mfcc+knn", "random"])
+    cli = dict(dataset=dataset, n=_split(n), methods=_split(method), quick=quick, epochs=epochs,
+               patience=patience, max_epochs=max_epochs, runs=runs, folds=_split(folds), seed=seed, cap=cap,
+               device=device, out=out, cache_dir=cache_dir, on_error=on_error, seconds=seconds,
+               n_folds=folds_count)
+    _run_protocol(defaults, protocol, cli, report=report)
+
+
+@app.command()
+def randomcnn(
+    dataset: str = DatasetOpt,
+    frontend: str = typer.Option(None, "--frontend", "-f", help="Front-ends (see `fewshot frontends`), or "
+                                 "path/to/file.py:Name. [default: timbral,sample_level,vgg,mfcc]"),
+    width: str = typer.Option(None, "--width", help="small or large. [default: small]"),
+    filters: int = typer.Option(None, "--filters", help="Override the filter count F of every front-end."),
+    classifier: str = typer.Option(None, "--classifier", "-c", help="svm, elm, knn, logreg. [default: svm]"),
+    method: str = typer.Option(None, "--method", "-m", help="Full method names instead of --frontend × "
+                               "--classifier (e.g. vgg-small+svm)."),
+    n: str = typer.Option(None, "--n", help="Clips per class, or 'all' for the whole pool. [default: all]"),
+    runs: int = typer.Option(None, "--runs", help="Random networks per front-end. [default: 3]"),
+    folds: str = FoldsOpt, seed: int = SeedOpt, cap: bool = CapOpt, device: str = DeviceOpt,
+    out: str = OutOpt, protocol: Path = ProtocolOpt, cache_dir: str = CacheOpt, on_error: str = OnErrorOpt,
+    seconds: float = SecondsOpt, folds_count: int = FoldsCountOpt, report: bool = ReportOpt,
+) -> None:
+    """Random-weight CNN front-ends + shallow classifiers: benchmark front-ends without training them.
+
+    Example: fewshot randomcnn -d gtzan:/data/GTZAN --frontend vgg,timbral,mfcc --width large -c svm,elm
+    """
+    from .protocols.config import ExperimentConfig, expand_pipelines
+
+    methods = _split(method)
+    if frontend or classifier or width or filters:
+        fes = _split(frontend) or ["timbral", "sample_level", "vgg", "mfcc"]
+        w = f"f{filters}" if filters else (width or "small")
+        if w not in ("small", "large") and not w.startswith("f"):
+            raise FewShotError(f"--width must be small or large; got {width!r}")
+        methods = (methods or []) + expand_pipelines(fes, _split(classifier) or ["svm"], w)
+    defaults = ExperimentConfig(protocol="randomcnn", n=["all"], runs=3, methods=expand_pipelines(
+        ["timbral", "sample_level", "vgg", "mfcc"], ["svm"], "small"))
+    cli = dict(dataset=dataset, methods=methods, n=_split(n), runs=runs, folds=_split(folds), seed=seed,
+               cap=cap, device=device, out=out, cache_dir=cache_dir, on_error=on_error, seconds=seconds,
+               n_folds=folds_count)
+    _run_protocol(defaults, protocol, cli, report=report)
+
+
+@app.command()
+def report(
+    run_dirs: list[Path] = typer.Argument(..., help="Run folders to report on together."),
+    out: Path = typer.Option(None, "--out", "-o", help="Report folder. [default: <first run>/report]"),
+    test: str = typer.Option("paired", "--test", help="paired (t-test + Wilcoxon, Holm) or nadeau-bengio."),
+) -> None:
+    """Tables (mean ± 95% CI), paired tests with Holm correction, confusion matrices and plots."""
+    if test not in ("paired", "nadeau-bengio"):
+        raise FewShotError(f"--test must be 'paired' or 'nadeau-bengio'; got {test!r}")
+    for d in run_dirs:
+        if not (d / "results.csv").is_file():
+            raise FewShotError(f"{d}: no results.csv; expected a run folder written by fewshot run or randomcnn")
+    _report(run_dirs, out or run_dirs[0] / "report", test=test)
+
+
+# ----------------------------------------------------------------- listings
+def _listing(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*[str(x) for x in r])
+    out_console.print(table)
+
+
+@app.command()
+def datasets() -> None:
+    """List dataset loaders: name, layout expected, citation."""
+    from .data.datasets import DATASETS
+
+    _listing("datasets", ["name", "layout expected", "citation"],
+             [[e.name, e.meta.get("layout", ""), e.meta.get("citation", "")] for e in DATASETS])
+
+
+@app.command()
+def frontends() -> None:
+    """List front-ends: input type, widths and feature sizes."""
+    from .frontends import list_frontends
+
+    rows = list_frontends()
+    _listing("front-ends", list(rows[0].keys()), [list(r.values()) for r in rows])
+
+
+@app.command()
+def classifiers() -> None:
+    """List classifiers and their hyper-parameter grids."""
+    from .classifiers import CLASSIFIERS
+
+    _listing("classifiers", ["name", "description"], [[e.name, e.description] for e in CLASSIFIERS])
+
+
+@app.command()
+def models() -> None:
+    """List trainable models."""
+    from .training import MODELS
+
+    _listing("models", ["name", "description"], [[e.name, e.description] for e in MODELS])
+
+
+# ----------------------------------------------------------------- cache
+@cache_app.command("info")
+def cache_info(cache_dir: str = CacheOpt) -> None:
+    """Entries and sizes per kind of cached array."""
+    from .data.cache import ArrayCache
+
+    cache = ArrayCache(cache_dir)
+    info = cache.info()
+    out_console.print(f"cache: {cache.root}")
+    out_console.print(info)
+
+
+@cache_app.command("prune")
+def cache_prune(
+    cache_dir: str = CacheOpt,
+    older_than: float = typer.Option(None, "--older-than", help="Only entries not used for this many days."),
+) -> None:
+    """Delete cached entries (all, or those older than --older-than days)."""
+    from .data.cache import ArrayCache
+
+    n, size = ArrayCache(cache_dir).prune(older_than_days=older_than)
+    out_console.print(f"removed {n} entries, {size / 1e6:.1f} MB")
+
+
+def main() -> None:
+    """Entry point: run the app, turning user mistakes into one line and exit status 2."""
+    try:
+        app(standalone_mode=False)
+    except FewShotError as err:
+        err_console.print(f"[bold red]error:[/bold red] {err}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: results written so far are kept; run the same command to resume")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise

@@ -1,0 +1,1 @@
+"""Run folders, result rows, statistics and reports."""
