@@ -69,15 +69,14 @@ def _run_protocol(defaults, protocol_file, cli: dict, *, report: bool) -> None:
 
 
 def _report(run_dirs: list[Path], out_dir: Path, test: str = "paired") -> None:
-    from .results.report import format_table, load_rows, summarize, write_report
+    from .results.report import format_table, write_report
 
-    paths = write_report(run_dirs, out_dir, test=test)
-    summary = summarize(load_rows(run_dirs), test=test)
-    out_console.print(format_table(summary))
-    for name in ("report", "plot"):
-        for key, path in paths.items():
-            if key.startswith(name):
-                err_console.print(f"{key}: {path}")
+    written = write_report(run_dirs, out_dir, test=test)
+    out_console.print(format_table(written["summary"]))
+    err_console.print(f"report: {written['report']}")
+    for plot in written.get("plots", []):
+        if str(plot).endswith(".png"):
+            err_console.print(f"plot: {plot}")
 
 
 # ----------------------------------------------------------------- protocols
