@@ -1,0 +1,1 @@
+"""Audio data: datasets, decoding, spectrograms, the on-disk cache and the n-shot sampler."""
