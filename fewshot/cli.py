@@ -164,6 +164,20 @@ def report(
     _report(run_dirs, out or run_dirs[0] / "report", test=test)
 
 
+@app.command()
+def embed(
+    files: list[Path] = typer.Argument(..., help="Audio files (any rate; resampled to 16 kHz)."),
+    model: str = typer.Option("msd_musicnn", "--model", help="mtt_musicnn, msd_musicnn, mtt_vgg or msd_vgg."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for <stem>.taggram.npy and <stem>.embedding.npy."),
+    padding: str = typer.Option("reflect", "--padding", help="STFT edge padding: reflect (as trained) or constant."),
+) -> None:
+    """Pretrained musicnn taggrams (patches × tags) and penultimate embeddings (patches × dims) per file."""
+    from .pretrained.embed import embed_files
+
+    written = embed_files(model, [str(f) for f in files], out, padding=padding)
+    err_console.print(f"wrote {len(written)} files to {out}")
+
+
 # ----------------------------------------------------------------- listings
 def _listing(title: str, columns: list[str], rows: list[list[str]]) -> None:
     from rich.table import Table
@@ -239,7 +253,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except FewShotError as err:
-        err_console.print(f"[bold red]error:[/bold red] {err}", highlight=False)
+        err_console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True, markup=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted: results written so far are kept; run the same command to resume")
