@@ -117,7 +117,8 @@ def sample_subset(
             capped = True
             if len(pool) == 0:
                 continue
-        # Permute the whole pool once so that a larger run index never reuses the draw of a smaller n.
         take = rng.permutation(pool)[: min(int(n), len(pool))]
         chosen.append(take)
+    if not chosen:
+        raise DataError(f"the training pool of fold {fold!r} has no clips; check the dataset's folds")
     return Subset(np.concatenate(chosen).astype(np.int64), valid, test, capped)

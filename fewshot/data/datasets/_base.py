@@ -60,7 +60,7 @@ class Dataset:
     id : str
         Stable identity: loader + folder name (not the path as typed), plus the
         options that change its content, e.g. ``urbansound8k-UrbanSound8K`` or
-        ``synth-c10-n40-s4-seed0``. Used in seeds, cache keys and run folders.
+        ``synth-c10-n40-s4.0-seed0``. Used in seeds, cache keys and run folders.
     clips : list of Clip
     classes : list of str
         Sorted class names; ``y[i] = classes.index(clips[i].label)``.
