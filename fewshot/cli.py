@@ -30,8 +30,9 @@ app = typer.Typer(
 cache_app = typer.Typer(help="Inspect or prune the on-disk cache of decoded audio, log-mels and features.")
 app.add_typer(cache_app, name="cache")
 
-out_console = Console()
-err_console = Console(stderr=True)
+# Wide enough for the tables when output goes to a file or CI log (rich assumes 80 columns there).
+out_console = Console(width=None if sys.stdout.isatty() else 140)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 
 # ----------------------------------------------------------------- shared options
 DatasetOpt = typer.Option(None, "--dataset", "-d", help="Folder, CSV file, LOADER:PATH or synth[:k=v,...].")
@@ -73,10 +74,10 @@ def _report(run_dirs: list[Path], out_dir: Path, test: str = "paired") -> None:
 
     written = write_report(run_dirs, out_dir, test=test)
     out_console.print(format_table(written["summary"]))
-    err_console.print(f"report: {written['report']}")
+    err_console.print(f"report: {written['report']}", soft_wrap=True)
     for plot in written.get("plots", []):
         if str(plot).endswith(".png"):
-            err_console.print(f"plot: {plot}")
+            err_console.print(f"plot: {plot}", soft_wrap=True)
 
 
 # ----------------------------------------------------------------- protocols
@@ -92,6 +93,8 @@ def run(
     patience: int = typer.Option(None, "--patience", help="protonet: stop after this many epochs without a "
                                  "training-accuracy gain. [default: 200]"),
     max_epochs: int = typer.Option(None, "--max-epochs", help="protonet: epoch cap. [default: 1000]"),
+    narrow: bool = typer.Option(None, "--narrow/--standard", help="Narrow backbones (vgg 16, protonet 32 "
+                                "filters) for CPU budgets; --quick implies it."),
     runs: int = RunsOpt, folds: str = FoldsOpt, seed: int = SeedOpt, cap: bool = CapOpt,
     device: str = DeviceOpt, out: str = OutOpt, protocol: Path = ProtocolOpt, cache_dir: str = CacheOpt,
     on_error: str = OnErrorOpt, seconds: float = SecondsOpt, folds_count: int = FoldsCountOpt,
@@ -106,8 +109,8 @@ def run(
     defaults = ExperimentConfig(protocol="run", n=[1, 5, 10],
                                 methods=["protonet", "vgg", "timbre", "mfcc+knn", "random"])
     cli = dict(dataset=dataset, n=_split(n), methods=_split(method), quick=quick, epochs=epochs,
-               patience=patience, max_epochs=max_epochs, runs=runs, folds=_split(folds), seed=seed, cap=cap,
-               device=device, out=out, cache_dir=cache_dir, on_error=on_error, seconds=seconds,
+               patience=patience, max_epochs=max_epochs, narrow=narrow, runs=runs, folds=_split(folds), seed=seed,
+               cap=cap, device=device, out=out, cache_dir=cache_dir, on_error=on_error, seconds=seconds,
                n_folds=folds_count)
     _run_protocol(defaults, protocol, cli, report=report)
 
