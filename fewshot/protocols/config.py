@@ -59,9 +59,11 @@ class ExperimentConfig:
     cache_dir: str | None = None
     out: str | None = None
     batch_size: int | None = None
+    bn_momentum: float | None = None
+    narrow: bool = False
 
     IDENTITY = ("protocol", "seed", "n_folds", "cap", "quick", "epochs", "patience", "max_epochs",
-                "seconds", "on_error")
+                "seconds", "on_error", "bn_momentum", "narrow")
     EXTENT = ("methods", "n", "runs", "folds")
 
     def validate(self) -> ExperimentConfig:
@@ -86,7 +88,10 @@ class ExperimentConfig:
             raise ParameterError(f"--device must be auto, cpu or cuda; got {self.device!r}")
         if self.folds is not None:
             self.folds = _unique([str(f).strip() for f in self.folds if str(f).strip()])
+        if self.bn_momentum is not None and not 0 < self.bn_momentum <= 1:
+            raise ParameterError(f"bn_momentum must be in (0, 1] or absent; got {self.bn_momentum!r}")
         if self.quick:
+            self.narrow = True
             self.epochs = min(self.epochs, 20)
             self.runs = self.runs or 2
         return self

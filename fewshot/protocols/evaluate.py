@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..data.audio import fix_length, read_clip
+from ..data.audio import clip_identity, fix_length, read_clip
 from ..data.cache import ArrayCache
 from ..data.datasets import Dataset
 from ..data.sampler import Subset
@@ -28,21 +28,14 @@ from ..results.store import Unit
 from ..seeds import derive_seed, numpy_rng
 from .config import ExperimentConfig
 
-__all__ = ["Context", "check_method", "predict_unit", "clip_identity"]
+__all__ = ["Context", "check_method", "predict_unit"]
 
 #: Version of the feature computation; bump to invalidate cached features.
 FEATURE_VERSION = 1
 
 
-def clip_identity(dataset: Dataset, index: int) -> str:
-    """Cache identity of a clip: the dataset's own for clips with no file, else path + size + mtime."""
-    clip = dataset.clips[index]
-    if dataset.identity is not None:
-        return dataset.identity(clip)
-    import os
-
-    st = os.stat(clip.path)
-    return f"{os.path.abspath(clip.path)}:{st.st_size}:{st.st_mtime_ns}"
+def _clip_id(dataset: Dataset, index: int):
+    return clip_identity(dataset, dataset.clips[index])
 
 
 @dataclass
@@ -81,7 +74,7 @@ class Context:
                 value = compute()
             else:
                 ck = self.cache.key(
-                    namespace="logmel", clip=clip_identity(self.dataset, index), spectrogram=cfg.key(),
+                    namespace="logmel", clip=_clip_id(self.dataset, index), spectrogram=cfg.key(),
                     seconds=self.config.seconds,
                 )
                 value = self.cache.get_or_compute(ck, compute)
@@ -121,7 +114,7 @@ class Context:
             if self.cache is not None:
                 for i in missing:
                     keys[i] = self.cache.key(
-                        namespace="features", frontend=memo_key, clip=clip_identity(self.dataset, i),
+                        namespace="features", frontend=memo_key, clip=_clip_id(self.dataset, i),
                         version=FEATURE_VERSION,
                     )
                     hit = self.cache.get(keys[i])
@@ -201,18 +194,27 @@ def predict_unit(ctx: Context, spec: MethodSpec, unit: Unit, subset: Subset) -> 
             fit_kw = {"X_val": ctx.features(spec, unit.run, subset.valid), "y_val": y[subset.valid]}
         clf.fit(X_train, y[subset.train], **fit_kw)
         return np.asarray(clf.predict(X_test), dtype=np.int64)
-    from ..training import MODELS, TrainConfig, fit_predict
+    from ..training import MODELS, fit_predict
+    from ..training.loop import QUICK_PARAMS
 
     entry = MODELS.get(spec.model)
     spectrogram = entry.meta.get("spectrogram", "fewdata")
     train_inputs = [ctx.log_mel(int(i), spectrogram) for i in subset.train]
     test_inputs = [ctx.log_mel(int(i), spectrogram) for i in subset.test]
-    tcfg = TrainConfig(
-        epochs=cfg.epochs, patience=None if cfg.quick else cfg.patience, max_epochs=cfg.max_epochs,
-        quick=cfg.quick,
-    )
+    tcfg = training_config(cfg)
     y_pred, _ = fit_predict(
         spec.model, train_inputs, y[subset.train], test_inputs, n_classes=n_classes, config=tcfg,
         seed=derive_seed(cfg.seed, "model", *unit_parts), device=ctx.device,
+        params=QUICK_PARAMS.get(spec.model) if cfg.narrow else None,
     )
     return np.asarray(y_pred, dtype=np.int64)
+
+
+def training_config(cfg: ExperimentConfig):
+    """The :class:`fewshot.training.TrainConfig` of an experiment (``--quick`` uses the quick preset)."""
+    from ..training import TrainConfig
+
+    common = {"bn_momentum": cfg.bn_momentum}
+    if cfg.quick:
+        return TrainConfig.quick_preset(epochs=cfg.epochs, max_epochs=cfg.epochs, **common)
+    return TrainConfig(epochs=cfg.epochs, patience=cfg.patience, max_epochs=cfg.max_epochs, **common)

@@ -30,7 +30,7 @@ def _figure(figsize: tuple[float, float], layout: str | None = None) -> Figure:
 
 def _save(fig, base: Path) -> list[Path]:
     base.parent.mkdir(parents=True, exist_ok=True)
-    png, svg = base.with_suffix(".png"), base.with_suffix(".svg")
+    png, svg = base.with_name(base.name + ".png"), base.with_name(base.name + ".svg")
     fig.savefig(png, dpi=150, bbox_inches="tight", metadata={"Software": None})
     fig.savefig(svg, bbox_inches="tight", metadata={"Date": None, "Creator": None})
     return [png, svg]
