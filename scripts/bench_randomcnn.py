@@ -1,0 +1,215 @@
+"""Benchmark random-CNN feature extraction: plain vs optimized forward passes, side by side.
+
+For every front-end and width: seconds per clip (median of repeats, batch 1,
+under ``torch.inference_mode``) of the plain definition and of the optimized
+formulation, clips/s, the speed-up, GFLOP per clip (aten-level count of the
+plain path, 1 FMA = 2 FLOP) and the achieved fraction of an sgemm measured in
+the same run. Writes Markdown.
+
+Usage::
+
+    python scripts/bench_randomcnn.py --widths small --seconds 10 --repeats 3 --out bench.md
+
+The grid timings (SVM / ELM) are added by :func:`bench_grids` in another module;
+this file's pieces are importable: :func:`machine_info`, :func:`sgemm_gflops`,
+:func:`bench_extraction`, :func:`extraction_markdown`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fewshot.frontends import FRONTENDS, create_frontend  # noqa: E402
+
+
+def machine_info(device: str = "cpu") -> dict:
+    """CPU model, cores, torch version, threads (and the GPU name on CUDA)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "python": platform.python_version()}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def sgemm_gflops(n: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
+    """Median GFLOP/s of an n×n float32 matrix product on ``device`` (the in-run reference)."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(device)
+    b = torch.randn(n, n, generator=g).to(device)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
+
+
+def _gflop(fe, x) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        fe.features(x, plain=True)
+    return counter.get_total_flops() / 1e9
+
+
+def _time_pair(plain, fast, repeats: int, device: str, min_time: float = 0.2,
+               clock=time.perf_counter) -> tuple[float, float]:
+    """Median seconds per call of two functions, measured interleaved (plain, fast, plain, ...) so that
+    load from other processes hits both alike; each measurement loops until it lasts ``min_time``.
+    ``clock=time.process_time`` measures CPU time (robust on a shared host with one thread)."""
+    plain(), fast()  # warm-up
+    _sync(device)
+    t = time.perf_counter()
+    fast()
+    _sync(device)
+    inner = max(1, int(min_time / max(time.perf_counter() - t, 1e-6)))
+    out: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for fn, times in ((plain, out[0]), (fast, out[1])):
+            _sync(device)
+            t = clock()
+            for _ in range(inner):
+                fn()
+            _sync(device)
+            times.append((clock() - t) / inner)
+    return statistics.median(out[0]), statistics.median(out[1])
+
+
+def bench_extraction(frontends: list[str] | None = None, widths: tuple[str, ...] = ("small", "large"), *,
+                     seconds: float = 350_000 / 12_000, repeats: int = 3, device: str = "cpu",
+                     sgemm: float | None = None, clock: str = "wall", log=print) -> list[dict]:
+    """One row per (front-end, width): plain and optimized seconds per clip at batch 1.
+
+    Parameters
+    ----------
+    frontends : list of str, optional
+        Registered names (default: every random CNN).
+    widths : tuple of str
+    seconds : float
+        Clip length (waveform samples = seconds · 12 kHz; log-mel frames = 1 + samples // 256).
+    repeats : int
+        Timed calls per path after one warm-up; the median is reported.
+    device : str
+    sgemm : float, optional
+        Reference GFLOP/s (measured with :func:`sgemm_gflops` when None).
+    clock : "wall" or "cpu"
+        Wall-clock time, or process CPU time (use with one thread on a shared host).
+    """
+    names = frontends or [n for n in FRONTENDS.names() if FRONTENDS.get(n).meta["widths"] is not None]
+    sgemm = sgemm or sgemm_gflops(device=device)
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for name in names:
+        for width in widths:
+            fe = create_frontend(name, width=width, seed=0).eval().to(device)
+            n = int(round(seconds * fe.sr))
+            if fe.input == "logmel":
+                x = -40.0 + 10.0 * torch.randn(1, 1, 1 + n // 256, 96, generator=g)
+            else:
+                x = 0.1 * torch.randn(1, n, generator=g)
+            x = x.to(device)
+            gflop = _gflop(fe, x)
+            with torch.inference_mode():
+                t_plain, t_fast = _time_pair(lambda fe=fe, x=x: fe.features(x, plain=True),
+                                             lambda fe=fe, x=x: fe.features(x), repeats, device,
+                                             clock=time.process_time if clock == "cpu" else time.perf_counter)
+            row = {
+                "frontend": name, "width": width, "n_features": fe.n_features, "input": fe.input,
+                "gflop_per_clip": gflop, "plain_s": t_plain, "fast_s": t_fast,
+                "plain_clips_s": 1 / t_plain, "fast_clips_s": 1 / t_fast, "speedup": t_plain / t_fast,
+                "fast_gflops": gflop / t_fast, "fraction_sgemm": gflop / t_fast / sgemm,
+            }
+            rows.append(row)
+            log(f"{name:>17} {width:>5}: plain {1 / t_plain:8.2f} clips/s, fast {1 / t_fast:8.2f} clips/s "
+                f"({t_plain / t_fast:.2f}x), {row['fast_gflops']:.0f} GFLOP/s")
+            del fe
+    return rows
+
+
+def geometric_mean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
+
+
+def extraction_markdown(rows: list[dict], *, info: dict, sgemm: float, seconds: float, repeats: int,
+                        clock: str = "wall") -> str:
+    """The extraction table (and its header: machine, sgemm reference, geometric-mean speed-up) as Markdown."""
+    lines = [
+        "## Random-CNN feature extraction (batch 1, float32)",
+        "",
+        "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
+        f"In-run sgemm reference: {sgemm:.0f} GFLOP/s. Clip: {seconds:.2f} s at 12 kHz; {clock}-clock time, "
+        f"median of {repeats} "
+        "interleaved repeats (plain, optimized, plain, ...) after a warm-up.",
+        "",
+        "| front-end | width | features | GFLOP/clip | plain clips/s | optimized clips/s | speed-up "
+        "| optimized GFLOP/s | of sgemm |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['frontend']} | {r['width']} | {r['n_features']} | {r['gflop_per_clip']:.2f} "
+            f"| {r['plain_clips_s']:.2f} | {r['fast_clips_s']:.2f} | {r['speedup']:.2f}× "
+            f"| {r['fast_gflops']:.0f} | {100 * r['fraction_sgemm']:.0f} % |"
+        )
+    lines += ["", f"Geometric-mean speed-up (optimized / plain): {geometric_mean([r['speedup'] for r in rows]):.2f}×"
+              f"; slowest ratio {min(r['speedup'] for r in rows):.2f}×.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--frontends", default=None, help="comma-separated names (default: every random CNN)")
+    p.add_argument("--widths", default="small,large", help="comma-separated widths (default: small,large)")
+    p.add_argument("--seconds", type=float, default=350_000 / 12_000, help="clip length (default 29.17)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="wall-clock or process CPU time (cpu: robust on a shared host; use with --threads 1)")
+    p.add_argument("--out", type=Path, default=None, help="write the Markdown here (default: print it)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = machine_info(args.device)
+    sgemm = sgemm_gflops(device=args.device)
+    names = args.frontends.split(",") if args.frontends else None
+    widths = tuple(w.strip() for w in args.widths.split(","))
+    rows = bench_extraction(names, widths, seconds=args.seconds, repeats=args.repeats, device=args.device,
+                            sgemm=sgemm, clock=args.clock, log=lambda s: print(s, file=sys.stderr))
+    sgemm_after = sgemm_gflops(device=args.device)
+    info["sgemm_after_GFLOPs"] = round(sgemm_after)
+    text = extraction_markdown(rows, info=info, sgemm=sgemm, seconds=args.seconds, repeats=args.repeats,
+                               clock=args.clock)
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
