@@ -168,6 +168,56 @@ def report(
 
 
 @app.command()
+def extract(
+    frontend: str = typer.Option(..., "--frontend", "-f", help="Front-end name or path/to/file.py:Name."),
+    dataset: str = typer.Option("synth", "--dataset", "-d", help="Folder, CSV file, LOADER:PATH or synth[:...]."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .npz (X, y, classes, paths, folds, layers)."),
+    width: str = typer.Option("small", "--width", help="small or large."),
+    filters: int = typer.Option(None, "--filters", help="Override the filter count F."),
+    layers: str = typer.Option(None, "--layers", help="Comma-separated feature layers (default: all)."),
+    run: int = typer.Option(0, "--run", help="Random network of this run (same weights as randomcnn run r)."),
+    seed: int = typer.Option(0, "--seed", help="The user seed; the network seed derives from it and --run."),
+    seconds: float = SecondsOpt, device: str = typer.Option("auto", "--device"), cache_dir: str = CacheOpt,
+) -> None:
+    """Export front-end features of every clip of a dataset for use elsewhere."""
+    import numpy as np
+
+    from .data.cache import ArrayCache
+    from .data.datasets import load_dataset
+    from .methods import parse_method, pipeline_name
+    from .protocols.config import ExperimentConfig
+    from .protocols.engine import resolve_device
+    from .protocols.evaluate import Context
+
+    if width not in ("small", "large"):
+        raise FewShotError(f"--width must be small or large; got {width!r}")
+    cfg = ExperimentConfig(protocol="randomcnn", dataset=dataset, seed=seed, seconds=seconds)
+    ds = load_dataset(dataset, seed=seed)
+    ctx = Context(ds, cfg, ArrayCache(cache_dir), resolve_device(device))
+    from .frontends import frontend_has_width
+
+    w = (f"f{filters}" if filters else width) if frontend_has_width(frontend) else None
+    spec = parse_method(pipeline_name(frontend, w, "knn"))
+    index = np.arange(len(ds))
+    fe = ctx.frontend(spec, run)
+    if layers:
+        from .frontends.extract import extract_features
+
+        inputs = [ctx.log_mel(int(i), fe.spectrogram) if fe.input == "logmel" else ctx.waveform(int(i), fe.sr)
+                  for i in index]
+        X = extract_features(fe, inputs, device=ctx.device, layers=_split(layers))
+        chosen = _split(layers)
+    else:
+        X = ctx.features(spec, run, index)
+        chosen = list(getattr(fe, "feature_layers", ()))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, X=X, y=ds.y, classes=np.array(ds.classes), paths=np.array([c.path for c in ds.clips]),
+                        folds=np.array([c.fold for c in ds.clips]), layers=np.array(chosen),
+                        frontend=np.array(fe.identity))
+    err_console.print(f"wrote {X.shape[0]} × {X.shape[1]} features of {fe.identity} to {out}", soft_wrap=True)
+
+
+@app.command()
 def embed(
     files: list[Path] = typer.Argument(..., help="Audio files (any rate; resampled to 16 kHz)."),
     model: str = typer.Option("msd_musicnn", "--model", help="mtt_musicnn, msd_musicnn, mtt_vgg or msd_vgg."),
@@ -207,8 +257,13 @@ def frontends() -> None:
     """List front-ends: input type, widths and feature sizes."""
     from .frontends import list_frontends
 
+    def fmt(value):
+        if isinstance(value, dict):
+            return ", ".join(f"{k} {v}" for k, v in value.items()) if value else "-"
+        return "-" if value is None else str(value)
+
     rows = list_frontends()
-    _listing("front-ends", list(rows[0].keys()), [list(r.values()) for r in rows])
+    _listing("front-ends", list(rows[0].keys()), [[fmt(v) for v in r.values()] for r in rows])
 
 
 @app.command()
@@ -252,23 +307,16 @@ def cache_prune(
 
 
 def main() -> None:
-    """Entry point: run the app, turning user mistakes into one line and exit status 2."""
+    """Entry point: run the app, turning user mistakes into one line and exit status 2.
+
+    Click handles its own usage errors (exit 2); a :class:`FewShotError` from any
+    command is printed as one line; anything else is a bug and keeps its traceback.
+    """
     try:
-        app(standalone_mode=False)
+        app()
     except FewShotError as err:
-        err_console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True, markup=True)
+        err_console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted: results written so far are kept; run the same command to resume")
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise

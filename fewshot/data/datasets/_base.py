@@ -177,6 +177,12 @@ def assign_folds(
         raise DataError(
             f"cannot make {n_folds} folds from {n_groups} groups of clips; lower --folds-count or add clips"
         )
+    largest = max(list(labels).count(c) for c in set(labels))
+    if largest < n_folds:
+        raise DataError(
+            f"cannot make {n_folds} stratified folds when the largest class has {largest} clips; "
+            "lower --folds-count or add clips"
+        )
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed % (2**32))
     out = [""] * len(labels)
     dummy = np.zeros(len(labels))
