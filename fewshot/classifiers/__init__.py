@@ -47,11 +47,14 @@ __all__ = [
 
 CLASSIFIERS = Registry("classifier")
 
+# ``deterministic``: no randomness in the model itself (the ELM draws a random hidden layer).
+# A deterministic classifier on fixed features and the whole pool gives the same row in every
+# run, so protocols evaluate it once per fold (its inner-fold shuffle is seeded from run 0).
 _CLASSES = {
-    "svm": (SVMClassifier, "SVM, rbf/linear grid (32 candidates) on precomputed kernels"),
-    "elm": (ELMClassifier, "Extreme Learning Machine, ReLU, hidden units 100–2500, ridge"),
-    "knn": (KNNClassifier, "1-nearest neighbour, cosine distance, no tuning"),
-    "logreg": (LogRegClassifier, "multinomial logistic regression linear probe, C tuned"),
+    "svm": (SVMClassifier, "SVM, rbf/linear grid (32 candidates) on precomputed kernels", True),
+    "elm": (ELMClassifier, "Extreme Learning Machine, ReLU, hidden units 100–2500, ridge", False),
+    "knn": (KNNClassifier, "1-nearest neighbour, cosine distance, no tuning", True),
+    "logreg": (LogRegClassifier, "multinomial logistic regression linear probe, C tuned", True),
 }
 
 
@@ -74,8 +77,10 @@ def _factory(cls):
     return make
 
 
-for _name, (_cls, _description) in _CLASSES.items():
-    CLASSIFIERS.register(_name, description=_description, estimator=_cls)(_factory(_cls))
+for _name, (_cls, _description, _deterministic) in _CLASSES.items():
+    CLASSIFIERS.register(_name, description=_description, estimator=_cls, deterministic=_deterministic)(
+        _factory(_cls)
+    )
 
 
 def create_classifier(name: str, *, random_state: int | None = None, device: str = "cpu", **params):
