@@ -274,7 +274,14 @@ class Frontend(nn.Module):
         plain : bool, default=False
             Run the plain definition instead of the optimized formulation.
         """
-        return self._maps(self._check_input(x), plain)
+        x = self._check_input(x)
+        if not plain and getattr(self, "gemm", True):  # GEMM formulations (fewshot/frontends/_fast.py)
+            from ._fast import fast_maps
+
+            maps = fast_maps(self, x, getattr(self, "precision", "float32"))
+            if maps is not None:
+                return maps
+        return self._maps(x, plain)
 
     def features(self, x: torch.Tensor, *, layers: Sequence[str] | None = None,
                  plain: bool = False) -> torch.Tensor:
