@@ -93,7 +93,8 @@ def _curve(records, methods, numeric):
         c = colors[m]
         if xs:
             ax.plot(xs, y, "-o", color=c, label=m, markersize=4)
-            ax.fill_between(xs, lo, hi, color=c, alpha=0.18, linewidth=0)
+            # Metrics live in [0, 1]; a t interval from few units can reach past it.
+            ax.fill_between(xs, np.clip(lo, 0, 1), np.clip(hi, 0, 1), color=c, alpha=0.18, linewidth=0)
         if "all" in rows:
             r = rows["all"]
             err = 0.0 if math.isnan(r["half_width"]) else r["half_width"]
@@ -108,6 +109,7 @@ def _curve(records, methods, numeric):
     if has_all:
         ax.axvline(math.sqrt(numeric[-1] * x_all), color="0.6", linestyle="--", linewidth=0.8)
     ax.set_xlabel("n (training clips per class)")
+    ax.set_ylim(0, 1.05)
     return fig
 
 
