@@ -10,6 +10,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.14.1" "torchaudio==2.11.0"
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,dask]"
 .venv/bin/python -m pip install -q --no-deps "musicnn==0.1.0"
 .venv/bin/python -c "import torch, torchaudio, fewshot; print('fewshot', fewshot.__version__, '| torch', torch.__version__, '| torchaudio', torchaudio.__version__)"

@@ -8,7 +8,6 @@ same command resumes it.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +16,13 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from ..data.cache import ArrayCache
 from ..data.datasets import Dataset, load_dataset
-from ..data.sampler import sample_subset
 from ..exceptions import DataError, ParameterError
 from ..methods import parse_methods
 from ..results.store import METRICS, RunStore, Unit, default_run_dir
 from .config import ExperimentConfig
-from .evaluate import Context, check_method, predict_unit
+from .evaluate import Context, check_method
+from .executors import LocalExecutor, check_subsets
+from .status import record_resolved
 from .units import plan_units
 
 __all__ = ["Experiment", "prepare", "run_experiment", "resolve_device", "unit_rows"]
@@ -71,6 +71,7 @@ def prepare(cfg: ExperimentConfig) -> Experiment:
     if cfg.quick:
         folds = folds[:1]
     units = plan_units(specs, list(cfg.n), folds, cfg.runs)
+    check_subsets(dataset, units, seed=cfg.seed, cap=cfg.cap)
     identity = cfg.identity(dataset.id)
     run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg.protocol, dataset.id, identity)
     return Experiment(cfg, dataset, folds, units, run_dir, device)
@@ -113,14 +114,15 @@ def check_audio(ctx: Context, indices: np.ndarray, sr: int, *, on_error: str, pr
             ctx.waveform(int(i), sr)
         except DataError as err:
             if on_error == "fail":
-                raise DataError(f"{err} (pass --on-error skip to drop such clips for every method)") from None
+                hint = "" if "--on-error skip" in str(err) else " (pass --on-error skip to drop such clips)"
+                raise DataError(f"{err}{hint}") from None
             skipped.append((ctx.dataset.clips[int(i)].path, str(err)))
         if progress is not None:
             progress()
     return skipped
 
 
-def run_experiment(cfg: ExperimentConfig, *, console=None, show_progress: bool = True) -> Path:
+def run_experiment(cfg: ExperimentConfig, *, console=None, show_progress: bool = True, executor=None) -> Path:
     """Run (or resume) an experiment and return its run folder.
 
     Parameters
@@ -129,6 +131,8 @@ def run_experiment(cfg: ExperimentConfig, *, console=None, show_progress: bool =
     console : rich.console.Console, optional
         Where progress and messages go.
     show_progress : bool, default=True
+    executor : LocalExecutor or DaskExecutor, optional
+        Where units are evaluated (:mod:`fewshot.protocols.executors`); default: in this process.
     """
     from rich.console import Console
     from rich.progress import (
@@ -148,13 +152,15 @@ def run_experiment(cfg: ExperimentConfig, *, console=None, show_progress: bool =
     specs = {s.text: s for s in parse_methods(cfg.methods)}
     store = RunStore(exp.run_dir, identity=cfg.identity(ds.id), extent=cfg.extent(), classes=ds.classes,
                      device=exp.device)
+    record_resolved(store.path, cfg, cache.root)
+    executor = executor or LocalExecutor()
     try:
         done = store.done_units()
         todo = _execution_order([u for u in exp.units if u.key not in done])
         console.print(
             f"[bold]{cfg.protocol}[/bold] on {ds.id}: {len(ds)} clips, {len(ds.classes)} classes, "
             f"folds {', '.join(exp.folds)}; {len(exp.units)} units ({len(exp.units) - len(todo)} already done) "
-            f"on {exp.device} → {exp.run_dir}"
+            f"on {exp.device}, {executor.describe()} → {exp.run_dir}"
         )
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    TextColumn("ETA"), TimeRemainingColumn())
@@ -169,20 +175,13 @@ def run_experiment(cfg: ExperimentConfig, *, console=None, show_progress: bool =
                     ctx.dataset = ds = _without(ds, {p for p, _ in skipped})
                     console.print(f"[yellow]skipped {len(skipped)} unreadable clips (see skipped.csv)[/yellow]")
             task = progress.add_task("units", total=len(todo))
-            for unit in todo:
-                spec = specs[unit.method]
-                progress.update(task, description=f"{unit.method} n={unit.n} fold={unit.fold} run={unit.run}")
-                subset = sample_subset(ds, unit.fold, unit.n, unit.run, seed=cfg.seed, cap=cfg.cap)
-                start = time.perf_counter()
-                y_pred = predict_unit(ctx, spec, unit, subset)
-                seconds = time.perf_counter() - start
-                y_true = ds.y[subset.test]
-                rows = unit_rows(cfg, ds, unit, y_true=y_true, y_pred=y_pred, n_train=len(subset.train),
-                                 capped=subset.capped, seconds=seconds)
-                store.append_unit(unit, rows, predictions={
-                    "test_index": subset.test, "train_index": subset.train, "y_true": y_true, "y_pred": y_pred,
-                })
-                progress.advance(task)
+            # The executor evaluates units (here or on a Dask cluster); only this process writes rows.
+            dropped = {c.path for c in exp.dataset.clips} - {c.path for c in ds.clips}
+            for result in executor.map(ctx, todo, dropped=dropped):
+                unit = result.unit
+                store.append_unit(unit, result.rows, predictions=result.predictions)
+                progress.update(task, advance=1,
+                                description=f"{unit.method} n={unit.n} fold={unit.fold} run={unit.run}")
     finally:
         store.close()
     return exp.run_dir

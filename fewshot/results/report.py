@@ -32,6 +32,7 @@ import numpy as np
 from ..exceptions import DataError, ParameterError
 from . import confusion as _conf
 from . import plots as _plots
+from .skipped import skipped_markdown
 from .stats import TESTS, compare_methods, run_independent
 from .store import METRICS, RESULT_COLUMNS
 
@@ -344,6 +345,7 @@ def _markdown(run_dirs, summaries, comparisons, *, test, alpha, figures, confusi
         lines += ["## Figures", ""] + [f"![{p.stem}]({p.name})" for p in figures if p.suffix == ".png"] + [""]
     if confusion_note:
         lines += ["## Per-class accuracy and confusion matrices", "", confusion_note, ""]
+    lines += skipped_markdown(run_dirs)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -23,7 +23,9 @@ is cut off when the folder is opened again, so re-running completes the unit.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import fcntl
 import hashlib
 import io
@@ -186,8 +188,8 @@ class RunStore:
                 os.fsync(f.fileno())
             return
         data = self.results_path.read_bytes()
-        if not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
+        cut = _whole_units_end(data)
+        if cut < len(data):  # a torn last line, or a unit with only some of its metric rows
             with open(self.results_path, "r+b") as f:
                 f.truncate(cut)
         header = data.split(b"\n", 1)[0].decode()
@@ -219,16 +221,29 @@ class RunStore:
         """
         target = self.path / "predictions" / unit.filename
         tmp = target.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez_compressed(tmp, **predictions)
-        os.replace(tmp, target)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, lineterminator="\n")
         for row in rows:
             writer.writerow({k: row[k] for k in RESULT_COLUMNS})
-        with open(self.results_path, "a", newline="") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
+        size = self.results_path.stat().st_size
+        try:
+            np.savez_compressed(tmp, **predictions)
+            os.replace(tmp, target)
+            with open(self.results_path, "a", newline="") as f:
+                f.write(buf.getvalue())
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            # A full disk (or any failed write) must not leave half a unit: cut back to the last whole unit.
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError), open(self.results_path, "r+b") as f:
+                f.truncate(size)
+            what = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+            raise DataError(
+                f"cannot write results of {unit.key} in {self.path}: {what} ({exc.filename or self.results_path}); "
+                "the results of finished units are kept: free some space and run the same command to resume"
+            ) from None
 
     def write_skipped(self, skipped: list[tuple[str, str]]) -> None:
         """Record clips dropped by ``--on-error skip`` as ``skipped.csv`` (path, reason)."""
@@ -251,6 +266,25 @@ class RunStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _whole_units_end(data: bytes) -> int:
+    """Byte offset after the last whole line whose unit has all its metric rows at the end of the file."""
+    end = data.rfind(b"\n") + 1
+    lines = data[:end].split(b"\n")[:-1]
+    if len(lines) <= 1:
+        return end
+    last = list(csv.reader([lines[-1].decode("utf-8", "replace")]))[0]
+    key = [last[i] for i in (2, 3, 4, 5)] if len(last) == len(RESULT_COLUMNS) else None
+    tail = 0
+    for line in reversed(lines[1:]):
+        fields = list(csv.reader([line.decode("utf-8", "replace")]))[0]
+        if key is None or len(fields) != len(RESULT_COLUMNS) or [fields[i] for i in (2, 3, 4, 5)] != key:
+            break
+        tail += 1
+    if key is not None and tail % len(METRICS):
+        end -= sum(len(line) + 1 for line in lines[len(lines) - tail % len(METRICS):])
+    return end
 
 
 def read_results(path: str | Path) -> list[dict]:

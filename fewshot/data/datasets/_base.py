@@ -209,11 +209,15 @@ def check_dataset(ds: Dataset) -> Dataset:
     empty = [c for c, k in counts.items() if k == 0]
     if empty:
         raise DataError(f"dataset {ds.id!r}: class {empty[0]!r} has no clips")
-    folded = {c.casefold().strip(): c for c in ds.classes}
-    if len(folded) != len(ds.classes):
-        raise DataError(
-            f"dataset {ds.id!r}: labels differ only by case or whitespace: {sorted(ds.classes)}"
-        )
+    folded: dict[str, str] = {}
+    for name in ds.classes:
+        norm = " ".join(name.casefold().split())
+        if norm in folded:
+            raise DataError(
+                f"dataset {ds.id!r}: labels differ only by case or whitespace: {folded[norm]!r} and {name!r}; "
+                "spell each class one way in the metadata"
+            )
+        folded[norm] = name
     paths = [c.path for c in ds.clips]
     if len(set(paths)) != len(paths):
         dup = next(p for p in paths if paths.count(p) > 1)

@@ -80,6 +80,14 @@ def dataset_from_csv(
     if has_fold:
         present = set(folds)
         canonical = {f.lower(): f for f in present}
+        split_names = sorted(set(canonical) & set(_SPLIT_NAMES))
+        others = sorted(set(canonical) - set(_SPLIT_NAMES), key=_natural_key)
+        if split_names and (others or not {"train", "test"} <= set(canonical)):
+            what = f"other values ({', '.join(map(repr, others[:3]))})" if others else "no 'train' and 'test' pair"
+            raise DataError(
+                f"{name}: {csv_path}: unknown fold values: the fold column mixes split names "
+                f"({', '.join(split_names)}) with {what}; use train/valid/test or fold labels such as 1..5"
+            )
         if set(canonical) <= set(_SPLIT_NAMES) and {"train", "test"} <= set(canonical):
             valid = tuple(canonical[k] for k in ("valid", "validation") if k in canonical)
             test_folds = [canonical["test"]]
