@@ -156,13 +156,15 @@ def check_method(spec: MethodSpec) -> None:
             )
     elif spec.model != "random":
         from ..training import MODELS
+        from ..training.transfer import TRANSFER_METHODS, check_pretrained_name
 
+        if spec.pretrained is not None or spec.model == "finetune":  # finetune:X, protonet:X (training/transfer.py)
+            if spec.model not in TRANSFER_METHODS:
+                raise ParameterError(f"method {spec.text!r}: pretrained weights go with "
+                                     f"{' or '.join(TRANSFER_METHODS)} (e.g. 'finetune:msd_musicnn')")
+            check_pretrained_name(spec.pretrained, method=spec.text)
+            return
         MODELS.get(spec.model)
-        if spec.pretrained is not None:
-            raise ParameterError(
-                f"method {spec.text!r}: pretrained weights in trained models are not available yet; "
-                "use a model name alone (e.g. 'vgg', 'protonet')"
-            )
 
 
 def _has_width(frontend: str) -> bool:
@@ -194,6 +196,10 @@ def predict_unit(ctx: Context, spec: MethodSpec, unit: Unit, subset: Subset) -> 
             fit_kw = {"X_val": ctx.features(spec, unit.run, subset.valid), "y_val": y[subset.valid]}
         clf.fit(X_train, y[subset.train], **fit_kw)
         return np.asarray(clf.predict(X_test), dtype=np.int64)
+    from ..training.transfer import fit_predict_transfer, is_transfer_method
+
+    if is_transfer_method(spec):
+        return fit_predict_transfer(ctx, spec, unit, subset)
     from ..training import MODELS, fit_predict
     from ..training.loop import QUICK_PARAMS
 
