@@ -48,6 +48,16 @@ OnErrorOpt = typer.Option(None, "--on-error", help="fail or skip unreadable/sile
 SecondsOpt = typer.Option(None, "--seconds", help="Crop or repeat-pad every clip to this length.")
 FoldsCountOpt = typer.Option(None, "--folds-count", help="Folds to make where the dataset has none. [default: 5]")
 ReportOpt = typer.Option(True, "--report/--no-report", help="Write the report and print the table at the end.")
+DryRunOpt = typer.Option(False, "--dry-run", help="Print the units it would run and a time estimate from a short "
+                         "calibration on this machine; run nothing.")
+PretrainedOpt = typer.Option(None, "--pretrained", help="NAME=PATH: a fewshot pretrain checkpoint (or vggish=FILE, "
+                             "torchvggish weights) for methods finetune:NAME, protonet:NAME, probe:NAME+clf. "
+                             "Repeatable.")
+ExecutorOpt = typer.Option("local", "--executor", help="local (this process) or dask (see docs/scaling.md).")
+SchedulerOpt = typer.Option(None, "--scheduler", help="Dask scheduler address tcp://HOST:PORT (--executor dask).")
+WorkersOpt = typer.Option(None, "--workers", help="Start a local Dask cluster of N workers (--executor dask).")
+ThreadsOpt = typer.Option(None, "--threads", help="Torch/BLAS threads per unit (changes speed, not results). "
+                          "[default: all cores local; cores ÷ workers with dask]")
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -56,7 +66,7 @@ def _split(value: str | None) -> list[str] | None:
     return split_list(value)
 
 
-def _run_protocol(defaults, protocol_file, cli: dict, *, report: bool) -> None:
+def _run_protocol(defaults, protocol_file, cli: dict, *, report: bool, executor=None, dry_run: bool = False) -> None:
     from .protocols.config import QUICK, load_protocol_file, resolve
     from .protocols.engine import run_experiment
 
@@ -64,7 +74,12 @@ def _run_protocol(defaults, protocol_file, cli: dict, *, report: bool) -> None:
     cfg = resolve(defaults, toml, cli)
     if cfg.quick:
         err_console.print("[bold yellow]--quick[/bold yellow]: " + ", ".join(f"{k}: {v}" for k, v in QUICK.items()))
-    run_dir = run_experiment(cfg, console=err_console)
+    if dry_run:
+        from .protocols.planning import format_plan, plan_experiment
+
+        out_console.print(format_plan(plan_experiment(cfg)), highlight=False, soft_wrap=True)
+        return
+    run_dir = run_experiment(cfg, console=err_console, executor=executor)
     if report:
         _report([run_dir], run_dir / "report")
 
@@ -98,7 +113,9 @@ def run(
     runs: int = RunsOpt, folds: str = FoldsOpt, seed: int = SeedOpt, cap: bool = CapOpt,
     device: str = DeviceOpt, out: str = OutOpt, protocol: Path = ProtocolOpt, cache_dir: str = CacheOpt,
     on_error: str = OnErrorOpt, seconds: float = SecondsOpt, folds_count: int = FoldsCountOpt,
-    report: bool = ReportOpt,
+    report: bool = ReportOpt, executor: str = ExecutorOpt, scheduler: str = SchedulerOpt,
+    workers: int = WorkersOpt, threads: int = ThreadsOpt, pretrained: list[str] = PretrainedOpt,
+    dry_run: bool = DryRunOpt,
 ) -> None:
     """Few-data training: n labelled clips per class, no validation data, paired over methods.
 
@@ -112,14 +129,16 @@ def run(
                patience=patience, max_epochs=max_epochs, narrow=narrow, runs=runs, folds=_split(folds), seed=seed,
                cap=cap, device=device, out=out, cache_dir=cache_dir, on_error=on_error, seconds=seconds,
                n_folds=folds_count)
-    _run_protocol(defaults, protocol, cli, report=report)
+    _register_pretrained(pretrained)
+    _run_protocol(defaults, protocol, cli, report=report,
+                  executor=_executor(executor, scheduler, workers, threads), dry_run=dry_run)
 
 
 @app.command()
 def randomcnn(
     dataset: str = DatasetOpt,
     frontend: str = typer.Option(None, "--frontend", "-f", help="Front-ends (see `fewshot frontends`), or "
-                                 "path/to/file.py:Name. [default: timbral,sample_level,vgg,mfcc]"),
+                                 "path/to/file.py:Name. [default: sample_level,timbral,vertical_7x86,mfcc]"),
     width: str = typer.Option(None, "--width", help="small or large. [default: small]"),
     filters: int = typer.Option(None, "--filters", help="Override the filter count F of every front-end."),
     classifier: str = typer.Option(None, "--classifier", "-c", help="svm, elm, knn, logreg. [default: svm]"),
@@ -130,6 +149,8 @@ def randomcnn(
     folds: str = FoldsOpt, seed: int = SeedOpt, cap: bool = CapOpt, device: str = DeviceOpt,
     out: str = OutOpt, protocol: Path = ProtocolOpt, cache_dir: str = CacheOpt, on_error: str = OnErrorOpt,
     seconds: float = SecondsOpt, folds_count: int = FoldsCountOpt, report: bool = ReportOpt,
+    executor: str = ExecutorOpt, scheduler: str = SchedulerOpt, workers: int = WorkersOpt,
+    threads: int = ThreadsOpt, pretrained: list[str] = PretrainedOpt, dry_run: bool = DryRunOpt,
 ) -> None:
     """Random-weight CNN front-ends + shallow classifiers: benchmark front-ends without training them.
 
@@ -139,17 +160,86 @@ def randomcnn(
 
     methods = _split(method)
     if frontend or classifier or width or filters:
-        fes = _split(frontend) or ["timbral", "sample_level", "vgg", "mfcc"]
+        fes = _split(frontend) or ["sample_level", "timbral", "vertical_7x86", "mfcc"]
         w = f"f{filters}" if filters else (width or "small")
         if w not in ("small", "large") and not w.startswith("f"):
             raise FewShotError(f"--width must be small or large; got {width!r}")
         methods = (methods or []) + expand_pipelines(fes, _split(classifier) or ["svm"], w)
     defaults = ExperimentConfig(protocol="randomcnn", n=["all"], runs=3, methods=expand_pipelines(
-        ["timbral", "sample_level", "vgg", "mfcc"], ["svm"], "small"))
+        ["sample_level", "timbral", "vertical_7x86", "mfcc"], ["svm"], "small"))
     cli = dict(dataset=dataset, methods=methods, n=_split(n), runs=runs, folds=_split(folds), seed=seed,
                cap=cap, device=device, out=out, cache_dir=cache_dir, on_error=on_error, seconds=seconds,
                n_folds=folds_count)
-    _run_protocol(defaults, protocol, cli, report=report)
+    _register_pretrained(pretrained)
+    _run_protocol(defaults, protocol, cli, report=report,
+                  executor=_executor(executor, scheduler, workers, threads), dry_run=dry_run)
+
+
+def _register_pretrained(items: list[str] | None) -> None:
+    from .training.checkpoints import parse_pretrained_option, register_pretrained
+
+    for item in items or []:
+        register_pretrained(*parse_pretrained_option(item))
+
+
+@app.command()
+def pretrain(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Source dataset: folder, CSV, LOADER:PATH or synth."),
+    model: str = typer.Option("vgg", "--model", help="A trainable model (see `fewshot models`)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Checkpoint file to write (tensors + JSON config)."),
+    folds: str = typer.Option(None, "--folds", help="Train on the clips of these folds only. [default: all clips]"),
+    epochs: int = typer.Option(200, "--epochs", help="Training epochs (the last model is kept)."),
+    narrow: bool = typer.Option(False, "--narrow/--standard", help="Narrow backbones for CPU budgets."),
+    seed: int = typer.Option(0, "--seed"), device: str = typer.Option("auto", "--device"),
+    cache_dir: str = CacheOpt,
+) -> None:
+    """Train a model on a source dataset and save it for finetune:NAME / protonet:NAME / probe:NAME+clf.
+
+    Example: fewshot pretrain -d synth --model vgg --out vgg-synth.pt; then
+    fewshot run -d D --pretrained mine=vgg-synth.pt --method finetune:mine,probe:mine+svm
+    """
+    from .protocols.engine import resolve_device
+    from .training.transfer import pretrain as _pretrain
+
+    path = _pretrain(dataset, model, out, folds=_split(folds), epochs=epochs, seed=seed, narrow=narrow,
+                     device=resolve_device(device), cache_dir=cache_dir)
+    err_console.print(f"wrote {path} (model {model}); use it with --pretrained NAME={path}", soft_wrap=True)
+
+
+def _executor(executor: str, scheduler: str | None, workers: int | None, threads: int | None):
+    from .protocols.executors import make_executor
+
+    return make_executor(executor, scheduler=scheduler, workers=workers, threads=threads)
+
+
+@app.command()
+def status(run_dir: Path = typer.Argument(..., help="A run folder (runs/<protocol>-<dataset>-<hash>).")) -> None:
+    """Progress of a run, going on or interrupted: units done / planned per method, last row, lock held."""
+    from .protocols.status import format_status, run_status
+
+    st = run_status(run_dir)
+    for line in format_status(st):
+        out_console.print(line, highlight=False, soft_wrap=True)
+    if st["methods"]:
+        _listing("units per method", ["method", "done", "planned"],
+                 [[m, s["done"], "?" if s["planned"] is None else s["planned"]] for m, s in st["methods"].items()])
+
+
+@app.command()
+def resume(
+    run_dir: Path = typer.Argument(..., help="A run folder to continue with its saved configuration."),
+    report: bool = ReportOpt, executor: str = ExecutorOpt, scheduler: str = SchedulerOpt,
+    workers: int = WorkersOpt, threads: int = ThreadsOpt, pretrained: list[str] = PretrainedOpt,
+) -> None:
+    """Continue an interrupted run from its saved config (only unfinished units run)."""
+    from .protocols.engine import run_experiment
+    from .protocols.status import saved_config
+
+    _register_pretrained(pretrained)  # checkpoint names (finetune:NAME ...) are not part of the saved config
+    cfg = saved_config(run_dir)
+    run_experiment(cfg, console=err_console, executor=_executor(executor, scheduler, workers, threads))
+    if report:
+        _report([run_dir], run_dir / "report")
 
 
 @app.command()

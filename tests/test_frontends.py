@@ -115,7 +115,9 @@ def test_optimized_equals_plain(small, name):
     assert len(fast) == len(plain) == len(fe.feature_layers)
     for f, p in zip(fast, plain, strict=True):
         assert f.shape == p.shape
-        torch.testing.assert_close(f, p, rtol=1e-4, atol=1e-5)
+        # float tolerance relative to the map's scale: a reordered sum (e.g. mel bands as conv channels) moves
+        # near-zero entries of a map whose values reach ~60 by ~1e-6 of that scale
+        torch.testing.assert_close(f, p, rtol=1e-4, atol=1e-5 * max(1.0, p.abs().max().item()))
 
 
 @pytest.mark.parametrize("name", ["timbral", "frame_level_many"])

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..exceptions import ParameterError
 from ._base import CODE_VERSION, ELMARC_LOGMEL, FRONTENDS, REFERENCE_SECONDS, Frontend, repeat_pad
+from .probe import check_probe_name, create_probe_frontend, is_probe_name
 from .random_cnn import MFCC, VGG, CnnMusic, FrameLevel, FrameLevelMany, SampleLevel, Vertical
 from .user import is_user_spec
 
@@ -84,6 +85,8 @@ def create_frontend(name: str, *, width: str | None = "small", filters: int | No
     if name in FRONTENDS:
         return FRONTENDS.create(name, width=width if width is not None else "small", filters=filters, seed=seed,
                                 **kwargs)
+    if is_probe_name(name):  # probe:<pretrained>: frozen pretrained embeddings (fewshot/frontends/probe.py)
+        return create_probe_frontend(name, width=width, filters=filters, seed=seed, **kwargs)
     if is_user_spec(name):
         if filters is not None:
             raise ParameterError(f"front-end {name!r}: a user front-end takes no filters; got filters={filters!r}")
@@ -97,6 +100,9 @@ def check_frontend_name(name: str) -> None:
     """Raise ParameterError unless ``name`` is registered or a user front-end that can be imported."""
     if name in FRONTENDS:
         return
+    if is_probe_name(name):
+        check_probe_name(name)
+        return
     if is_user_spec(name):
         from .user import resolve_user_spec
 
@@ -109,7 +115,7 @@ def frontend_has_width(name: str) -> bool:
     """Whether method names carry a width for this front-end (random CNNs yes; mfcc and user front-ends no)."""
     if name in FRONTENDS:
         return FRONTENDS.get(name).meta["widths"] is not None
-    if is_user_spec(name):
+    if is_probe_name(name) or is_user_spec(name):
         return False
     raise _unknown(name)
 
@@ -118,6 +124,8 @@ def is_random_frontend(name: str) -> bool:
     """Whether runs draw new weights (random CNNs, user classes/factories) or not (mfcc, instances, HEAR)."""
     if name in FRONTENDS:
         return bool(FRONTENDS.get(name).meta["random"])
+    if is_probe_name(name):
+        return False
     if is_user_spec(name):
         from .user import is_random_user_spec
 

@@ -275,10 +275,11 @@ class Frontend(nn.Module):
             Run the plain definition instead of the optimized formulation.
         """
         x = self._check_input(x)
-        if not plain and getattr(self, "gemm", True):  # GEMM formulations (fewshot/frontends/_fast.py)
+        gemm = getattr(self, "gemm", None)  # None: where faster; True: always; False: never (see _fast.py)
+        if not plain and gemm is not False:
             from ._fast import fast_maps
 
-            maps = fast_maps(self, x, getattr(self, "precision", "float32"))
+            maps = fast_maps(self, x, getattr(self, "precision", "float32"), force=bool(gemm))
             if maps is not None:
                 return maps
         return self._maps(x, plain)

@@ -1,0 +1,425 @@
+"""Fast formulations of the random-weight CNNs, chosen per front-end, device and precision by ``Frontend.forward``.
+
+Which path runs (measured on a 2-core AMD Zen 4, docs/performance.md):
+
+- CPU float32: oneDNN's direct convolutions use AVX-512 there (160–190 GFLOP/s per
+  core) while MKL's sgemm runs AVX2 kernels (~95), so GEMM reformulations lose
+  (0.3–0.7×) and the conv formulations stay: pool / max over frequency before the
+  monotonic activation (``_maps``) and, for the 7×96 vertical filter and the
+  1×38 timbral branch, the mel bands as *input channels* of a conv1d
+  (:func:`mel_conv_max`) instead of a 1-channel conv2d (2–2.6×);
+- CPU bfloat16 (``precision="bfloat16"``): the GEMM formulations below for the wide
+  front-ends and the vertical filters (AVX512-BF16);
+- CUDA: the GEMM formulations for every front-end that has one.
+
+GEMM formulations:
+
+Every convolution of the registered random CNNs has a single input channel, a
+few channels with a short kernel, or a long stride; oneDNN's direct convolutions
+run those at 1–60 GFLOP/s on CPU. Here each one is written as matrix products
+over a time-major layout ``[batch, time, (frequency,) channels]``:
+
+- a window view of the (padded) input (``as_strided``: rows = output positions,
+  columns = the taps of one window, in the weight's (tap, channel) order), copied
+  one block of output rows at a time so that the patch matrix stays in cache;
+- one ``matmul`` with the kernel reshaped to ``[taps · in_channels, out_channels]``;
+- pooling / the max over frequency positions *before* the monotonic activation
+  (exact), applied per block, so the large pre-pool map is never written out whole.
+
+Sharing: the three timbral branches with the same frequency extent (k_t = 7, 3,
+1) read one 7-frame patch matrix; the 3- and 1-frame branches use its middle
+columns (no zero-padded kernels, no extra FLOPs). The 512-tap stride-32
+frame-level convolution reads the waveform as rows of 32 samples (a window = 16
+consecutive rows); the sample-level first convolution (kernel 3, stride 3) is one
+matmul over the waveform viewed as rows of 3.
+
+Feature maps keep the plain shapes ``[batch, channels, ...]`` (as strided views),
+so the features equal the plain definition's within float tolerance (tested in
+``tests/test_perf_paths.py``).
+
+``precision="bfloat16"`` runs the matrix products in bfloat16 (float32
+accumulation inside oneDNN/cuBLAS, float32 maps and means); it changes features
+by ~1e-2 relative but keeps clips ranked the same (tested).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["fast_maps", "use_gemm", "PRECISIONS", "set_block_elements"]
+
+PRECISIONS = ("float32", "bfloat16")
+
+#: Target size (elements) of one block's output matrix; chosen so blocks stay in L2/L3.
+_BLOCK = {"elements": 1 << 18}
+
+
+def set_block_elements(n: int) -> None:
+    """Set the target elements per block output (benchmarks/tests)."""
+    _BLOCK["elements"] = int(n)
+
+
+def _dtype(precision: str) -> torch.dtype:
+    return torch.bfloat16 if precision == "bfloat16" else torch.float32
+
+
+def _wmat(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Conv weight ``[out, in, *kernel]`` → ``[prod(kernel) · in, out]`` in (taps…, in) row order."""
+    dims = list(range(2, weight.dim())) + [1, 0]
+    return weight.permute(*dims).reshape(-1, weight.shape[0]).to(dtype).contiguous()
+
+
+def _rows_per_block(cols_per_row: int, n_out: int) -> int:
+    return max(1, _BLOCK["elements"] // max(1, cols_per_row * n_out))
+
+
+def _windows_gemm(xp: torch.Tensor, k: int, n_out: int, wmat: torch.Tensor, post=None, *, multiple: int = 1,
+                  n_post: int | None = None, dtype=torch.float32) -> torch.Tensor:
+    """1-D windows as one GEMM per block.
+
+    ``xp`` is ``[batch, rows, D]`` (contiguous, already padded); output row t reads
+    input rows t … t+k−1 (k·D values, contiguous in memory). Returns
+    ``post(block) → [batch, n_post, C]`` (or the raw ``[batch, n_out, C]`` product).
+    ``multiple``: block sizes are multiples of this (pooling).
+    """
+    b, _, d = xp.shape
+    c = wmat.shape[1]
+    xp = xp.contiguous()
+    out_rows = n_post if n_post is not None else n_out
+    out = torch.empty(b, out_rows, c, dtype=torch.float32, device=xp.device)
+    blk = _rows_per_block(max(k * d, c), 1)
+    blk = max(multiple, blk // multiple * multiple)
+    for i in range(b):
+        base = xp[i]
+        for t0 in range(0, n_out if post is None else out_rows * multiple, blk):
+            t1 = min(t0 + blk, n_out if post is None else out_rows * multiple)
+            cols = base.as_strided((t1 - t0, k * d), (d, 1), base.storage_offset() + t0 * d)
+            y = torch.matmul(cols.to(dtype), wmat)
+            if y.dtype != torch.float32:
+                y = y.float()
+            if post is None:
+                out[i, t0:t1] = y
+            else:
+                out[i, t0 // multiple:t1 // multiple] = post(y)
+    return out
+
+
+def _conv1d_tm(h: torch.Tensor, conv, *, pad: tuple[int, int], dtype, pool: int = 1,
+               act=None) -> torch.Tensor:
+    """Time-major conv1d (stride 1) ``[batch, L, Cin]`` → ``[batch, L', Cout]``, then max-pool ``pool`` and ``act``."""
+    k = conv.kernel_size[0]
+    hp = F.pad(h, (0, 0, pad[0], pad[1])) if pad != (0, 0) else h
+    n_out = hp.shape[1] - k + 1
+    w = _wmat(conv.weight, dtype)
+    bias = conv.bias.float()
+
+    def post(y):
+        y = y + bias
+        if pool > 1:
+            y = y.view(-1, pool, y.shape[-1]).amax(1)
+        return act(y) if act is not None else y
+
+    if pool > 1:
+        return _windows_gemm(hp, k, n_out, w, post, multiple=pool, n_post=n_out // pool, dtype=dtype)
+    return _windows_gemm(hp, k, n_out, w, post, n_post=n_out, dtype=dtype)
+
+
+def _cf(h: torch.Tensor) -> torch.Tensor:
+    """Time-major ``[batch, L, C]`` → the plain layout ``[batch, C, L]`` (a view)."""
+    return h.transpose(1, 2)
+
+
+def _relu_(y):
+    return y.clamp_(min=0)
+
+
+# ---------------------------------------------------------------------- waveform front-ends
+def _sample_level(fe, x: torch.Tensor, dtype) -> list[torch.Tensor]:
+    n = x.shape[1] // 3 * 3
+    w0 = _wmat(fe.conv0.weight, dtype)
+    rows = x[:, :n].reshape(x.shape[0], n // 3, 3)
+    h = _windows_gemm(rows, 1, n // 3, w0, lambda y: _relu_(y + fe.conv0.bias), n_post=n // 3, dtype=dtype)
+    maps = [_cf(h)]
+    for conv in fe.convs:
+        h = _conv1d_tm(h, conv, pad=(1, 1), dtype=dtype, pool=3, act=_relu_)
+        maps.append(_cf(h))
+    return maps
+
+
+def _frames(x: torch.Tensor, left: int, k: int, n_out: int, stride: int = 32) -> torch.Tensor:
+    """Zero-pad waveforms ``[batch, n]`` on the left by ``left`` and lay them out as rows of ``stride`` samples,
+    enough rows for ``n_out`` windows of ``k`` samples (``k`` a multiple of ``stride``)."""
+    need = (n_out - 1) * stride + k
+    rows = -(-need // stride)
+    right = rows * stride - left - x.shape[1]
+    xp = F.pad(x, (left, right)) if right >= 0 else F.pad(x, (left, 0))[:, :rows * stride]
+    return xp.reshape(x.shape[0], rows, stride)
+
+
+def _strided_conv(fe_conv, x: torch.Tensor, left: int, n_out: int, dtype) -> torch.Tensor:
+    k = fe_conv.kernel_size[0]
+    rows = _frames(x, left, k, n_out)
+    w = _wmat(fe_conv.weight, dtype)
+    bias = fe_conv.bias.float()
+    return _windows_gemm(rows, k // 32, n_out, w, lambda y: _relu_(y + bias), n_post=n_out, dtype=dtype)
+
+
+def _backend(be, h: torch.Tensor, dtype) -> list[torch.Tensor]:
+    e1 = _conv1d_tm(h, be.b1, pad=(0, 0), dtype=dtype, act=_relu_)
+    e2 = _conv1d_tm(e1, be.b2, pad=(3, 3), dtype=dtype, act=_relu_).add_(e1)
+    n = e2.shape[1] // 2 * 2
+    p = e2[:, :n].reshape(e2.shape[0], n // 2, 2, e2.shape[2]).amax(2)
+    e3 = _conv1d_tm(p, be.b3, pad=(3, 3), dtype=dtype, act=_relu_).add_(p)
+    return [_cf(e1), _cf(e2), _cf(e3)]
+
+
+def _frame_level(fe, x: torch.Tensor, dtype) -> list[torch.Tensor]:
+    n_out = (x.shape[1] - 512) // 32 + 1
+    h = _strided_conv(fe.conv, x, 0, n_out, dtype)
+    return [_cf(h), *_backend(fe.backend, h, dtype)]
+
+
+def _frame_level_many(fe, x: torch.Tensor, dtype) -> list[torch.Tensor]:
+    from ._waveform import _same_pad
+
+    n = x.shape[1]
+    n_out = -(-n // 32)
+    fronts = [_strided_conv(conv, x, _same_pad(n, k, 32)[0], n_out, dtype)
+              for conv, k in zip(fe.convs, fe.KERNELS, strict=True)]
+    h = torch.cat(fronts, 2)
+    return [*(_cf(f) for f in fronts), *_backend(fe.backend, h, dtype)]
+
+
+# ---------------------------------------------------------------------- log-mel front-ends
+def _patch_gemm(xp: torch.Tensor, kt: int, kf: int, n_t: int, n_f: int, wmats: list[tuple], post,
+                *, multiple: int = 1, n_post: int, out_channels: list[int], dtype) -> list[torch.Tensor]:
+    """2-D patches (kt × kf × C) of a time-major map ``xp [batch, T, Fq, C]`` (padded) as one patch matrix
+    per block of output frames, multiplied by one or more weight matrices.
+
+    ``wmats``: (column slice of the patch matrix, weight matrix, bias); ``post(i, y [rows, n_f, C]) →
+    [rows // multiple, ...]`` for weight i. Returns one time-major output per weight.
+    """
+    b, _, fp, c = xp.shape
+    xp = xp.contiguous()
+    outs = [None] * len(wmats)
+    k = kt * kf * c
+    blk = _rows_per_block(n_f * max(k, max(out_channels)), 1)
+    blk = max(multiple, blk // multiple * multiple)
+    total = n_post * multiple
+    for i in range(b):
+        base = xp[i]
+        off = base.storage_offset()
+        for t0 in range(0, total, blk):
+            t1 = min(t0 + blk, total)
+            cols = base.as_strided((t1 - t0, n_f, kt, kf, c), (fp * c, c, fp * c, c, 1), off + t0 * fp * c)
+            cols = cols.reshape((t1 - t0) * n_f, k).to(dtype)
+            for j, (sl, w, bias) in enumerate(wmats):
+                y = torch.matmul(cols[:, sl] if sl is not None else cols, w)
+                if y.dtype != torch.float32:
+                    y = y.float()
+                r = post(j, y.add_(bias).view(t1 - t0, n_f, -1))
+                if outs[j] is None:
+                    outs[j] = torch.empty((b, n_post) + tuple(r.shape[1:]), dtype=torch.float32, device=xp.device)
+                outs[j][i, t0 // multiple:t1 // multiple] = r
+    return outs
+
+
+def _vgg(fe, x: torch.Tensor, dtype) -> list[torch.Tensor]:
+    h = x[:, 0].unsqueeze(-1)  # [batch, T, 96, 1]
+    maps = []
+    for conv, (pt, pf) in zip(fe.convs, fe.POOLS, strict=True):
+        t, fq = h.shape[1], h.shape[2]
+        hp = F.pad(h, (0, 0, 1, 1, 1, 1))
+        nf_out = fq // pf * pf
+
+        def post(_, y, pt=pt, pf=pf, nf_out=nf_out):
+            y = y[:, :nf_out]
+            y = y.reshape(-1, pt, nf_out // pf, pf, y.shape[-1]).amax((1, 3))
+            return F.elu(y, inplace=True)
+
+        (h,) = _patch_gemm(hp, 3, 3, t // pt * pt, fq, [(None, _wmat(conv.weight, dtype), conv.bias.float())], post,
+                           multiple=pt, n_post=t // pt, out_channels=[conv.out_channels], dtype=dtype)
+        maps.append(h.permute(0, 3, 1, 2))
+    return maps
+
+
+def _vertical(fe, x: torch.Tensor, dtype) -> list[torch.Tensor]:
+    kt, kf = fe.conv.kernel_size
+    t, fq = x.shape[2], x.shape[3]
+    n_f = fq - kf + 1
+    h = x[:, 0].unsqueeze(-1)
+    w = _wmat(fe.conv.weight, dtype)
+    (y,) = _patch_gemm(h, kt, kf, t - kt + 1, n_f, [(None, w, fe.conv.bias.float())],
+                       lambda _, y: _relu_(y.amax(1)), n_post=t - kt + 1, out_channels=[w.shape[1]], dtype=dtype)
+    return [y.transpose(1, 2).unsqueeze(-1)]
+
+
+def _cnn_music(fe, x: torch.Tensor, dtype) -> list[torch.Tensor]:
+    maps: list[torch.Tensor] = []
+    if len(fe.timbral):
+        t = x.shape[2]
+        h = F.pad(x[:, 0], (0, 0, 3, 3)).unsqueeze(-1)  # 3 zero frames each side: the widest (7) branch
+        by_kf: dict[int, list[int]] = {}
+        for i, conv in enumerate(fe.timbral):
+            by_kf.setdefault(conv.kernel_size[1], []).append(i)
+        results: dict[int, torch.Tensor] = {}
+        for kf, idx in by_kf.items():
+            kt_max = max(fe.timbral[i].kernel_size[0] for i in idx)
+            lo = (7 - kt_max) // 2
+            hp = h[:, lo:h.shape[1] - lo] if lo else h
+            wmats = []
+            for i in idx:
+                conv = fe.timbral[i]
+                kt = conv.kernel_size[0]
+                start = (kt_max - kt) // 2 * kf
+                sl = slice(start, start + kt * kf) if kt != kt_max else None
+                wmats.append((sl, _wmat(conv.weight, dtype), conv.bias.float()))
+            outs = _patch_gemm(hp, kt_max, kf, t, x.shape[3] - kf + 1, wmats, lambda _, y: _relu_(y.amax(1)),
+                               n_post=t, out_channels=[w.shape[1] for _, w, _ in wmats], dtype=dtype)
+            results.update(zip(idx, outs, strict=True))
+        maps = [results[i].transpose(1, 2).unsqueeze(-1) for i in range(len(fe.timbral))]
+    if len(fe.temporal):
+        signal = x.mean(dim=3).transpose(1, 2)  # [batch, T, 1]
+        for conv, k in zip(fe.temporal, fe.kernels, strict=True):
+            left = (k - 1) // 2
+            h = _conv1d_tm(signal, conv, pad=(left, k - 1 - left), dtype=dtype, act=_relu_)
+            maps.append(_cf(h))
+    return maps
+
+
+# ---------------------------------------------------------------------- oneDNN formulation: mel bands as channels
+def _mel_weight(fe, key, conv, s: int, f0: int, n_pos: int) -> torch.Tensor:
+    """Zero-padded kernels for output frequency positions f0 … f0+n_pos−1 as one conv1d over mel channels:
+    ``[n_pos · F, n_pos + kf − 1, kt]`` (cached on the front-end)."""
+    cache = fe.__dict__.setdefault("_mel_weights", {})
+    k = (key, s, f0, conv.weight.device, conv.weight.dtype)
+    if k not in cache:
+        fo, _, kt, kf = conv.weight.shape
+        w = conv.weight[:, 0].permute(0, 2, 1)  # [F, kf, kt]
+        wz = w.new_zeros(n_pos, fo, n_pos + kf - 1, kt)
+        for j in range(n_pos):
+            wz[j, :, j:j + kf] = w
+        cache[k] = wz.view(n_pos * fo, n_pos + kf - 1, kt)
+    return cache[k]
+
+
+def mel_conv_max(fe, key, conv, xc: torch.Tensor, *, pad: int, s: int) -> torch.Tensor:
+    """``max over frequency positions of conv2d(x, w)`` with the mel bands as input channels.
+
+    ``xc`` is the log-mel laid out ``[batch, n_mels, T]`` (contiguous). Output positions are
+    taken ``s`` at a time: one conv1d with ``s + kf − 1`` input channels (a contiguous slice of
+    the bands) and ``s · F`` zero-padded kernels, then the max over the ``s`` positions; oneDNN
+    runs these at near its AVX-512 peak, unlike a 1-input-channel conv2d. Returns ``[batch, F, T']``
+    before the activation (the caller applies the monotonic ReLU after the max).
+    """
+    fo, _, kt, kf = conv.weight.shape
+    n_pos = xc.shape[1] - kf + 1
+    out = None
+    for f0 in range(0, n_pos, s):
+        m = min(s, n_pos - f0)
+        w = _mel_weight(fe, key, conv, s, f0, m)
+        y = F.conv1d(xc[:, f0:f0 + m + kf - 1], w, padding=pad)
+        y = y.view(y.shape[0], m, fo, -1).amax(1) if m > 1 else y
+        out = y if out is None else torch.maximum(out, y, out=out)
+    return out + conv.bias.view(1, -1, 1)
+
+
+def _mel_step(kt: int, kf: int, n_filters: int) -> int | None:
+    """Positions per call for the mel-channel formulation, or None where conv2d + max stays faster."""
+    if kf == 96:
+        return 1
+    if kf == 38 and kt == 1:
+        return 4
+    return None
+
+
+def _vertical_dnn(fe, x: torch.Tensor) -> list[torch.Tensor]:
+    xc = x[:, 0].transpose(1, 2).contiguous()
+    y = mel_conv_max(fe, "v", fe.conv, xc, pad=0, s=1)
+    return [F.relu(y, inplace=True).unsqueeze(-1)]
+
+
+def _cnn_music_dnn(fe, x: torch.Tensor) -> list[torch.Tensor]:
+    """Timbral branches: mel-channel conv1d where faster, else conv2d + max over frequency; temporal: as defined."""
+    maps = []
+    xc = x[:, 0].transpose(1, 2).contiguous() if len(fe.timbral) else None
+    for i, conv in enumerate(fe.timbral):
+        kt, kf = conv.kernel_size
+        s = _mel_step(kt, kf, conv.out_channels)
+        if s is None:
+            xp = F.pad(x, (0, 0, (kt - 1) // 2, (kt - 1) // 2))
+            y = F.conv2d(xp, conv.weight, conv.bias).amax(-1)
+        else:
+            y = mel_conv_max(fe, i, conv, xc, pad=(kt - 1) // 2, s=s)
+        maps.append(F.relu(y, inplace=True).unsqueeze(-1))
+    if len(fe.temporal):
+        signal = x.mean(dim=3)
+        for conv, k in zip(fe.temporal, fe.kernels, strict=True):
+            left = (k - 1) // 2
+            maps.append(F.relu(conv(F.pad(signal, (left, k - 1 - left))), inplace=True))
+    return maps
+
+
+_DNN_PATHS = {"Vertical": _vertical_dnn, "CnnMusic": _cnn_music_dnn}
+
+
+def _use_dnn(fe) -> bool:
+    name = type(fe).__name__
+    if name == "Vertical":
+        return fe.conv.kernel_size[1] == 96
+    if name == "CnnMusic":
+        return len(fe.timbral) > 0
+    return False
+
+
+_PATHS = {
+    "SampleLevel": _sample_level,
+    "FrameLevel": _frame_level,
+    "FrameLevelMany": _frame_level_many,
+    "VGG": _vgg,
+    "Vertical": _vertical,
+    "CnnMusic": _cnn_music,
+}
+
+
+def use_gemm(fe, precision: str = "float32", device: str = "cpu") -> bool:
+    """Whether the GEMM formulation is the faster one for ``fe`` (measured on CPU, see docs/performance.md).
+
+    On CPU in float32, oneDNN's direct convolutions run at up to ~2× MKL's sgemm
+    (AVX-512 vs AVX2 kernels on AMD Zen 4), so the pooled-before-activation conv
+    path stays the default except for the wide timbral branches (one shared patch
+    matrix, max over frequency per block). In bfloat16 the matrix products run on
+    AVX512-BF16 and win for the wide front-ends and the vertical filters. On CUDA
+    every front-end with a GEMM path uses it.
+    """
+    name = type(fe).__name__
+    if name not in _PATHS:
+        return False
+    if device != "cpu":
+        return True
+    wide = (fe.filters or 0) >= 64
+    if precision == "bfloat16":
+        if name in ("FrameLevel", "FrameLevelMany") or (name == "CnnMusic" and not len(fe.timbral)):
+            return False
+        return wide or name == "Vertical"
+    return False
+
+
+def fast_maps(fe, x: torch.Tensor, precision: str = "float32", *, force: bool = False) -> list[torch.Tensor] | None:
+    """Feature maps of ``fe`` on a checked, padded batch through the GEMM formulation, or None when it is not
+    the faster path for ``fe`` (:func:`use_gemm`) and ``force`` is False.
+
+    Parameters
+    ----------
+    fe : Frontend
+        A registered random CNN.
+    x : Tensor [shape=(batch, n_samples) or (batch, 1, n_frames, n_mels)]
+    precision : "float32" or "bfloat16"
+    """
+    fn = _PATHS.get(type(fe).__name__)
+    if fn is not None and (force or use_gemm(fe, precision, x.device.type)):
+        return fn(fe, x.float(), _dtype(precision))
+    if not force and _use_dnn(fe) and getattr(fe, "gemm", None) is None:
+        return _DNN_PATHS[type(fe).__name__](fe, x)
+    return None
