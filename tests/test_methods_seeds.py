@@ -28,7 +28,9 @@ def test_parse_pipeline(text, kind, parts):
     assert pipeline_name(*parts) == text
 
 
-@pytest.mark.parametrize("text, model, pre", [("vgg", "vgg", None), ("finetune:msd_musicnn", "finetune", "msd_musicnn")])
+@pytest.mark.parametrize(
+    "text, model, pre", [("vgg", "vgg", None), ("finetune:msd_musicnn", "finetune", "msd_musicnn")]
+)
 def test_parse_model(text, model, pre):
     spec = parse_method(text)
     assert (spec.kind, spec.model, spec.pretrained) == ("model", model, pre)
