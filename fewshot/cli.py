@@ -410,3 +410,13 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted: results written so far are kept; run the same command to resume")
         sys.exit(130)
+    except OSError as err:
+        import errno
+
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = err.filename or "the output or cache folder"
+        err_console.print(f"[bold red]error:[/bold red] the disk is full (writing {where}); results written so far "
+                          "are kept: free space or use --out/--cache-dir elsewhere, then run the same command",
+                          highlight=False, soft_wrap=True)
+        sys.exit(2)

@@ -178,3 +178,28 @@ def test_listings(capsys):
                       ("models", "protonet")]:
         code, out, _ = run_cli([cmd], capsys)
         assert code == 0 and word in out
+
+
+def test_full_disk_anywhere_is_one_line(tones, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import fewshot.results.store as store
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out" / "config.json"))
+
+    monkeypatch.setattr(store, "_atomic_write_text", full)
+    code, _, err = run_cli(["run", "-d", tones, "--n", "1", "--runs", "1", "--method", "random",
+                            "--out", tmp_path / "out", "--cache-dir", tmp_path / "c"], capsys)
+    assert code == 2 and "the disk is full" in err and "config.json" in err and "Traceback" not in err
+
+
+def test_embed_writes_taggram_and_embedding(tmp_path, capsys):
+    pytest.importorskip("musicnn")
+    wav = write_wav(tmp_path / "clip.wav", 0.3 * np.sin(np.arange(16000 * 4) / 16000 * 2 * np.pi * 440), 16000)
+    code, _, err = run_cli(["embed", wav, "--model", "mtt_musicnn", "--out", tmp_path / "emb"], capsys)
+    assert code == 0, err
+    taggram = np.load(tmp_path / "emb" / "clip.taggram.npy")
+    embedding = np.load(tmp_path / "emb" / "clip.embedding.npy")
+    assert taggram.shape == (1, 50) and embedding.shape == (1, 200)
+    assert np.all((taggram >= 0) & (taggram <= 1))
