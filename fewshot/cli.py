@@ -104,7 +104,8 @@ def run(
                                help="Methods: models (protonet, vgg, timbre, sbcnn, random) and pipelines "
                                "(mfcc+knn, vgg-small+svm). [default: protonet,vgg,timbre,mfcc+knn,random]"),
     quick: bool = typer.Option(None, "--quick/--full", help="Smoke run: 1 fold, 2 runs, 20 epochs, narrow nets."),
-    epochs: int = typer.Option(None, "--epochs", help="Training epochs (last model kept). [default: 200]"),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs of vgg/timbre/sbcnn training (last model kept); protonet "
+                                "stops by --patience, capped by --max-epochs. [default: 200]"),
     patience: int = typer.Option(None, "--patience", help="protonet: stop after this many epochs without a "
                                  "training-accuracy gain. [default: 200]"),
     max_epochs: int = typer.Option(None, "--max-epochs", help="protonet: epoch cap. [default: 1000]"),

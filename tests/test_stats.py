@@ -210,3 +210,20 @@ def test_compare_methods_nadeau_bengio_option():
         compare_methods({"a": a}, test="bogus")
     with pytest.raises(ParameterError, match="unit keys must be tuples"):
         compare_methods({"a": {"1": 0.5}})
+
+
+def test_method_evaluated_once_per_fold_is_paired_on_folds_not_welch():
+    # The protocols evaluate run-independent methods once per fold (run 0 only); beside a method
+    # with three runs per fold they must be paired on folds, the other averaged over its runs.
+    from fewshot.results.stats import compare_methods
+
+    rng = np.random.default_rng(0)
+    once = {(f, 0, 0): 0.5 + 0.05 * i for i, f in enumerate("12345")}
+    runs = {(f, 0, r): 0.52 + 0.05 * i + rng.normal(0, 0.01) for i, f in enumerate("12345") for r in range(3)}
+    out = compare_methods({"fixed": once, "random": runs})
+    pair = out["pairs"][0]
+    assert pair["kind"] == "paired-folds" and pair["n_pairs"] == 5
+    means = [np.mean([runs[(f, 0, r)] for r in range(3)]) for f in "12345"]
+    expected = st.ttest_rel([once[(f, 0, 0)] for f in "12345"], means)
+    assert np.isclose(abs(pair["t"]), abs(expected.statistic)) and np.isclose(pair["p_t"], expected.pvalue)
+    assert out["methods"]["fixed"]["collapsed"] and not out["methods"]["random"]["collapsed"]

@@ -86,10 +86,11 @@ def _curve(records, methods, numeric):
     has_all = any(r["n"] == "all" for r in records)
     for m in methods:
         rows = {r["n"]: r for r in records if r["method"] == m}
-        xs = [n for n in numeric if n in rows]
-        y = np.array([rows[n]["mean"] for n in xs], dtype=float)
-        lo = np.array([rows[n]["ci_lo"] for n in xs], dtype=float)
-        hi = np.array([rows[n]["ci_hi"] for n in xs], dtype=float)
+        # Every n on the axis, NaN where the method has no result, so lines break at missing n.
+        xs = list(numeric) if any(n in rows for n in numeric) else []
+        y = np.array([rows[n]["mean"] if n in rows else np.nan for n in xs], dtype=float)
+        lo = np.array([rows[n]["ci_lo"] if n in rows else np.nan for n in xs], dtype=float)
+        hi = np.array([rows[n]["ci_hi"] if n in rows else np.nan for n in xs], dtype=float)
         c = colors[m]
         if xs:
             ax.plot(xs, y, "-o", color=c, label=m, markersize=4)

@@ -322,8 +322,16 @@ def compare_methods(
         raise ParameterError("test 'nadeau-bengio' needs n_train and n_test; got "
                              f"n_train={n_train}, n_test={n_test}")
     names = sorted(table)
+    def once_per_fold(values) -> bool:
+        folds = [_fold_of(k) for k in values]
+        return len(folds) == len(set(folds))
+
+    # A method evaluated once per fold (the protocols do so for run-independent methods) beside
+    # methods with several runs per fold is paired on folds too, not compared by Welch's test.
+    replicated = any(not once_per_fold(table[m]) for m in names)
     collapsed = {m: (bool(collapse[m]) if collapse is not None and m in collapse
-                     else run_independent(table[m])) for m in names}
+                     else run_independent(table[m]) or (replicated and once_per_fold(table[m])))
+                 for m in names}
     methods = {}
     for m in names:
         vals = table[m]
