@@ -109,7 +109,7 @@ def run(
     patience: int = typer.Option(None, "--patience", help="protonet: stop after this many epochs without a "
                                  "training-accuracy gain. [default: 200]"),
     max_epochs: int = typer.Option(None, "--max-epochs", help="protonet: epoch cap. [default: 1000]"),
-    narrow: bool = typer.Option(None, "--narrow/--standard", help="Narrow backbones (vgg 16, protonet 32 "
+    narrow: bool = typer.Option(None, "--narrow/--standard", help="Narrow backbones (vgg 16, protonet 16 "
                                 "filters) for CPU budgets; --quick implies it."),
     runs: int = RunsOpt, folds: str = FoldsOpt, seed: int = SeedOpt, cap: bool = CapOpt,
     device: str = DeviceOpt, out: str = OutOpt, protocol: Path = ProtocolOpt, cache_dir: str = CacheOpt,

@@ -10,7 +10,7 @@ Usage::
 
     python scripts/bench_randomcnn.py --widths small --seconds 10 --repeats 3 --out bench.md
 
-The grid timings (SVM / ELM) are added by :func:`bench_grids` in another module;
+The grid timings (SVM / ELM, fast vs plain) come from ``scripts/bench_grids.py`` (``--grids``);
 this file's pieces are importable: :func:`machine_info`, :func:`sgemm_gflops`,
 :func:`bench_extraction`, :func:`extraction_markdown`.
 """
@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall-clock or process CPU time (cpu: robust on a shared host; use with --threads 1)")
     p.add_argument("--out", type=Path, default=None, help="write the Markdown here (default: print it)")
+    p.add_argument("--grids", default="1000x3500,200x160",
+                   help="also time the SVM/ELM grids fast vs plain at these n_train x n_features ('' = skip)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -268,6 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     info["sgemm_after_GFLOPs"] = round(sgemm_after)
     text = extraction_markdown(rows, info=info, sgemm=sgemm, seconds=args.seconds, repeats=args.repeats,
                                clock=args.clock)
+    if args.grids:
+        # The classifier half of a random-CNN study: the same table as scripts/bench_grids.py.
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_grids import bench_grids, to_markdown
+
+        sizes = [tuple(int(v) for v in s.split("x")) for s in args.grids.split(",")]
+        text += "\n\n## SVM / ELM grids, fast vs plain\n\n" + to_markdown(bench_grids(sizes, device=args.device))
     if args.out:
         args.out.write_text(text)
     print(text)

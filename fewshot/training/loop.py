@@ -43,7 +43,7 @@ __all__ = ["TrainConfig", "QUICK_PARAMS", "train_model", "predict_clips", "fit_p
 #: Narrow backbones for ``--quick`` (merged into ``params`` when ``config.quick``).
 QUICK_PARAMS: dict[str, dict[str, Any]] = {
     "vgg": {"filters": 16},
-    "protonet": {"filters": 32},
+    "protonet": {"filters": 16},
     "sbcnn": {"filters": (8, 16, 16), "dense": 32},
     "timbre": {},
 }
