@@ -141,6 +141,27 @@ def _train_accuracy(model: PrototypicalNetwork, patches: np.ndarray, clip_idx: n
     return float((mean.argmax(1) == y).mean())
 
 
+def episode_plan(patches: np.ndarray, clip_idx: np.ndarray, y: np.ndarray, *, n_classes: int, config, rng,
+                 device) -> tuple[torch.Tensor, torch.Tensor, list[np.ndarray], int]:
+    """The fixed support set and the query pools of a prototypical training run (reference B8).
+
+    Support: one random window from each of ``support_per_class`` random clips per class, fixed
+    for the whole run (C-B1). Returns ``(support, support_y, windows by class, updates per epoch)``,
+    an epoch being ⌊windows / queries per update⌋ updates.
+    """
+    patch_y = y[clip_idx]
+    chosen = []
+    for c in range(n_classes):
+        for k in rng.permutation(np.flatnonzero(y == c))[:config.support_per_class]:
+            cand = np.flatnonzero(clip_idx == k)
+            chosen.append(int(cand[rng.integers(len(cand))]))
+    support = torch.from_numpy(patches[chosen]).to(device)
+    support_y = torch.from_numpy(patch_y[chosen]).to(device)
+    by_class = [np.flatnonzero(patch_y == c) for c in range(n_classes)]
+    n_queries = sum(min(config.queries_per_class, len(b)) for b in by_class)
+    return support, support_y, by_class, max(1, len(patches) // n_queries)
+
+
 def train_protonet(model: PrototypicalNetwork, train_inputs: Sequence[np.ndarray], train_y: np.ndarray, *,
                    config, seed: int, device: str | torch.device = "cpu") -> PrototypicalNetwork:
     """Train ``model`` episodically on the training clips only (see the module docstring).
@@ -161,16 +182,8 @@ def train_protonet(model: PrototypicalNetwork, train_inputs: Sequence[np.ndarray
     patch_y = y[clip_idx]
     rng, gen = numpy_rng(seed, "order"), torch_generator(seed, "dropout")
 
-    chosen = []
-    for c in range(n_classes):
-        for k in rng.permutation(np.flatnonzero(y == c))[:config.support_per_class]:
-            cand = np.flatnonzero(clip_idx == k)
-            chosen.append(int(cand[rng.integers(len(cand))]))
-    support = torch.from_numpy(patches[chosen]).to(device)
-    support_y = torch.from_numpy(patch_y[chosen]).to(device)
-    by_class = [np.flatnonzero(patch_y == c) for c in range(n_classes)]
-    n_queries = sum(min(config.queries_per_class, len(b)) for b in by_class)
-    updates = max(1, len(patches) // n_queries)
+    support, support_y, by_class, updates = episode_plan(patches, clip_idx, y, n_classes=n_classes, config=config,
+                                                         rng=rng, device=device)
 
     backbone = model.backbone
     drops = [m for m in backbone.modules() if isinstance(m, Dropout)]

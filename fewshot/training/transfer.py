@@ -54,7 +54,7 @@ from torch import nn
 from ..exceptions import ParameterError
 from ..seeds import numpy_rng, torch_generator
 from .patches import clip_windows, pad_clips, random_patches
-from .protonet import compute_prototypes, prototype_logits
+from .protonet import compute_prototypes, episode_plan, prototype_logits
 
 __all__ = ["HEAD_LR", "BODY_LR", "TRANSFER_METHODS", "Source", "load_source", "known_pretrained",
            "check_pretrained_name", "is_transfer_method", "TransferClassifier", "TransferProtonet", "param_groups",
@@ -417,16 +417,8 @@ def train_transfer_protonet(source: Source, train_inputs: Sequence[np.ndarray], 
     patches, clip_idx = clip_windows(train_inputs, patch_frames=source.patch_frames, hop=source.hop)
     patch_y = y[clip_idx]
     rng = numpy_rng(seed, "order")
-    chosen = []
-    for c in range(n_classes):
-        for k in rng.permutation(np.flatnonzero(y == c))[:config.support_per_class]:
-            cand = np.flatnonzero(clip_idx == k)
-            chosen.append(int(cand[rng.integers(len(cand))]))
-    support = torch.from_numpy(patches[chosen]).to(device)
-    support_y = torch.from_numpy(patch_y[chosen]).to(device)
-    by_class = [np.flatnonzero(patch_y == c) for c in range(n_classes)]
-    n_queries = sum(min(config.queries_per_class, len(b)) for b in by_class)
-    updates = max(1, len(patches) // n_queries)
+    support, support_y, by_class, updates = episode_plan(patches, clip_idx, y, n_classes=n_classes, config=config,
+                                                         rng=rng, device=device)
     limit = config.max_epochs if config.max_epochs is not None else (
         config.epochs if config.patience is None else None)
     best, not_improve, accs, epoch, stopped = -math.inf, 0, [], 0, "max_epochs"
