@@ -284,7 +284,7 @@ def extract(
         raise FewShotError(f"--width must be small or large; got {width!r}")
     cfg = ExperimentConfig(protocol="randomcnn", dataset=dataset, seed=seed, seconds=seconds)
     ds = load_dataset(dataset, seed=seed)
-    ctx = Context(ds, cfg, ArrayCache(cache_dir), resolve_device(device))
+    ctx = Context(ds, cfg, ArrayCache(cache_dir), resolve_device(device), stack_runs=False)  # one run only
     from .frontends import frontend_has_width
 
     w = (f"f{filters}" if filters else width) if frontend_has_width(frontend) else None
@@ -403,6 +403,9 @@ def main() -> None:
     Click handles its own usage errors (exit 2); a :class:`FewShotError` from any
     command is printed as one line; anything else is a bug and keeps its traceback.
     """
+    from ._allocator import keep_heap
+
+    keep_heap()  # large CPU tensors reuse the heap instead of being page-faulted anew (see _allocator)
     try:
         app()
     except FewShotError as err:

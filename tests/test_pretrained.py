@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from fewshot.exceptions import DataError, FewShotError, ParameterError
 from fewshot.pretrained import PRETRAINED, create_pretrained, list_pretrained, tfbundle
@@ -331,3 +332,51 @@ def test_embed_files_writes_taggram_and_embedding(tmp_path):
         embed_files("mtt_vgg", [tmp_path / "tone.wav", tmp_path / "x" / "tone.flac"], out)
     with pytest.raises(DataError, match="audio file not found"):
         embed_files("mtt_vgg", [tmp_path / "missing.wav"], out)
+
+
+def _plain_musicnn_front(net, x):
+    """musicnn's front end as written in the original: input batch norm, zero padding, conv2d, ReLU, BN, max."""
+    import torch.nn.functional as F
+
+    h = net.input_bn(x.unsqueeze(1))
+    front = []
+    for conv, bn in zip(net.timbral, net.timbral_bn, strict=True):
+        front.append(bn(F.relu(conv(F.pad(h, (0, 0, 3, 3))))).amax(dim=3))
+    for k, conv, bn in zip(net.temporal_kernels, net.temporal, net.temporal_bn, strict=True):
+        front.append(bn(F.relu(conv(F.pad(h, (0, 0, (k - 1) // 2, k // 2))))).amax(dim=3))
+    return torch.cat(front, dim=1)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_musicnn_front_end_formulation_equals_the_plain_one(training):
+    """Folded input batch norm + conv1d temporal filters + max(): same maps, gradients and running stats."""
+    import copy
+
+    from fewshot.pretrained.musicnn import MusiCNN, _fmax
+
+    torch.manual_seed(0)
+    net = MusiCNN(n_mels=24).double()
+    with torch.no_grad():  # non-trivial batch norms, some with negative scale
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.weight.uniform_(-1.5, 1.5)
+                m.bias.normal_()
+                m.running_mean.normal_()
+                m.running_var.uniform_(0.5, 2.0)
+    ref = copy.deepcopy(net)
+    net.train(training)
+    ref.train(training)
+    x = torch.randn(3, 40, 24, dtype=torch.float64) * 2 + 0.5
+    ours = torch.cat([_fmax(bn(torch.relu(y)), d) for y, bn, d in net._front_convs(x)], dim=1)
+    plain = _plain_musicnn_front(ref, x)
+    torch.testing.assert_close(ours, plain, rtol=1e-10, atol=1e-10)
+    weights = torch.randn_like(plain)
+    (ours * weights).sum().backward()
+    (plain * weights).sum().backward()
+    for (name, p), q in zip(net.named_parameters(), ref.parameters(), strict=True):
+        if q.grad is not None and "midend" not in name and "dense" not in name:
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-8, atol=1e-10, msg=name)
+    for (name, b), c in zip(net.named_buffers(), ref.buffers(), strict=True):
+        torch.testing.assert_close(b, c, rtol=1e-12, atol=1e-12, msg=name)
+    assert net.input_bn.weight.grad.abs() > 0 and net.input_bn.bias.grad.abs() > 0
+

@@ -318,3 +318,17 @@ def test_resume_of_a_folder_without_saved_config_is_a_clear_error(tmp_path, monk
     assert code == 2 and "has no saved command" in err
     with pytest.raises(DataError, match="no config.json"):
         saved_config(tmp_path / "missing")
+
+
+def test_keep_heap_applies_once_and_can_be_turned_off(monkeypatch):
+    import sys
+
+    from fewshot import _allocator
+
+    monkeypatch.setattr(_allocator, "_done", False)
+    monkeypatch.setenv("FEWSHOT_MALLOC", "default")
+    assert _allocator.keep_heap() is False
+    monkeypatch.delenv("FEWSHOT_MALLOC")
+    applied = _allocator.keep_heap()
+    assert applied is sys.platform.startswith("linux")  # glibc here; a no-op elsewhere
+    assert _allocator.keep_heap() is applied

@@ -74,6 +74,32 @@ def _pad_same(x: torch.Tensor, k: int) -> torch.Tensor:
     return F.pad(x, (0, 0, (k - 1) // 2, k // 2))
 
 
+def _temporal_conv(weight: torch.Tensor, bias: torch.Tensor | None, bands: torch.Tensor) -> torch.Tensor:
+    """A ``(k, 1)`` conv2d with TF 'same' padding in time, computed as a conv1d over the B·F bands.
+
+    Same values as ``F.conv2d(_pad_same(x, k), weight, bias)`` for ``bands = x[:, 0].mT``;
+    returns ``(B, C, F, T)`` (frequency and time swapped, which the per-channel batch norm
+    and the max over frequency do not mind). The conv1d form runs forward and backward
+    about 3× faster on CPU than oneDNN's conv2d with one input channel and a tall kernel.
+    """
+    b, f, t = bands.shape
+    c, k = weight.shape[0], weight.shape[2]
+    seq = F.pad(bands.reshape(b * f, 1, t), ((k - 1) // 2, k // 2))
+    out = F.conv1d(seq, weight.view(c, 1, k), bias)  # (B·F, C, T)
+    return out.view(b, f, c, t).transpose(1, 2)
+
+
+def _fmax(h: torch.Tensor, dim: int) -> torch.Tensor:
+    """Max over frequency (axis 3 of ``(B, C, T, F)``, axis 2 of ``(B, C, F, T)``).
+
+    ``max().values`` rather than ``amax``: same values, and its backward scatters into the
+    argmax instead of comparing the whole map (a quarter of fine-tuning time with ``amax``).
+    Gradients agree: ties only occur among positions the ReLU zeroed, whose gradient the
+    ReLU discards, and batch norm sees the same sums.
+    """
+    return h.max(dim=dim).values
+
+
 class MusiCNN(nn.Module):
     """musicnn (front-end 7774timbraltemporal, 64 mid-end filters, 200 back-end units).
 
@@ -118,13 +144,7 @@ class MusiCNN(nn.Module):
         logits : Tensor of shape (batch, n_classes)
         embedding : Tensor of shape (batch, n_dense)
         """
-        x = self.input_bn(x.unsqueeze(1))  # (B, 1, T, F)
-        padded = F.pad(x, (0, 0, 3, 3))
-        front = []
-        for conv, bn in zip(self.timbral, self.timbral_bn, strict=True):
-            front.append(bn(F.relu(conv(padded))).amax(dim=3))  # (B, 204, T)
-        for k, conv, bn in zip(self.temporal_kernels, self.temporal, self.temporal_bn, strict=True):
-            front.append(bn(F.relu(conv(_pad_same(x, k)))).amax(dim=3))  # (B, 51, T)
+        front = [_fmax(bn(F.relu_(y)), dim) for y, bn, dim in self._front_convs(x)]  # (B, 204 | 51, T)
         features = [torch.cat(front, dim=1)]  # (B, 561, T)
         h = features[0]
         for i, (conv, bn) in enumerate(zip(self.midend, self.midend_bn, strict=True)):
@@ -136,6 +156,34 @@ class MusiCNN(nn.Module):
         h = self.pool_bn(pooled)
         embedding = self.dense_bn(F.relu(self.dense(self.dropout1(h))))
         return self.output(self.dropout2(embedding)), embedding
+
+    def _front_convs(self, x: torch.Tensor):
+        """The five front-end convolutions of ``conv(pad(input_bn(x)))``, with the input batch norm folded in.
+
+        The input batch norm is ``gamma * xhat + beta`` with one ``gamma`` and ``beta``; by
+        linearity ``conv(pad(gamma * xhat + beta), W) = conv(pad(xhat), gamma * W) +
+        beta * conv(pad(1), W)`` (zero padding comes after the batch norm, hence the padded
+        ones). ``xhat`` carries no gradient, so fine-tuning skips the five input-gradient
+        convolutions and still trains ``gamma`` and ``beta`` exactly. Running statistics are
+        updated as ``input_bn`` would.
+
+        Yields ``(map, batch_norm, frequency_axis)``: timbral maps ``(B, 204, T, F')`` and
+        temporal maps ``(B, 51, F, T)``.
+        """
+        bn = self.input_bn
+        if bn.training and bn.num_batches_tracked is not None:
+            bn.num_batches_tracked.add_(1)
+        xhat = F.batch_norm(x.unsqueeze(1), bn.running_mean, bn.running_var, None, None, bn.training,
+                            bn.momentum, bn.eps)  # (B, 1, T, F)
+        ones = xhat.new_ones((1, 1) + xhat.shape[2:])
+        padded, padded_ones = F.pad(xhat, (0, 0, 3, 3)), F.pad(ones, (0, 0, 3, 3))
+        for conv, tbn in zip(self.timbral, self.timbral_bn, strict=True):
+            y = F.conv2d(padded, conv.weight * bn.weight, conv.bias)
+            yield y.add_(bn.bias * F.conv2d(padded_ones, conv.weight)), tbn, 3
+        bands, ones = xhat[:, 0].transpose(1, 2), ones[:, 0].transpose(1, 2)  # (B, F, T): a sequence per band
+        for conv, tbn in zip(self.temporal, self.temporal_bn, strict=True):
+            y = _temporal_conv(conv.weight * bn.weight, conv.bias, bands)
+            yield y.add_(bn.bias * _temporal_conv(conv.weight, None, ones)), tbn, 2
 
     def load_tf(self, weights: dict[str, np.ndarray]) -> None:
         """Copy the variables of a musicnn TF checkpoint (TF layouts) into this module."""

@@ -164,11 +164,13 @@ def _worker_context(spec: WorkerSpec) -> evaluate.Context:
         return cached[1]
     from dataclasses import replace
 
+    from .._allocator import keep_heap
     from ..data.cache import ArrayCache
     from ..data.datasets import load_dataset
     from .config import ExperimentConfig
     from .engine import resolve_device
 
+    keep_heap()  # as the CLI does for its own process
     cfg = ExperimentConfig(**json.loads(spec.config))
     ds = load_dataset(cfg.dataset, seed=cfg.seed, n_folds=cfg.n_folds)
     if spec.dropped:
