@@ -132,19 +132,26 @@ class MusiCNN(nn.Module):
         self.output = nn.Linear(n_dense, n_classes)
         self.embedding_dim = n_dense
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, *, plain: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and penultimate embedding of log-mel patches.
 
         Parameters
         ----------
         x : Tensor of shape (batch, n_frames, n_mels)
+        plain : bool, default=False
+            Run the front end as musicnn writes it (input batch norm, zero padding, conv2d,
+            ReLU, batch norm, ``amax``) instead of :meth:`_front_convs`; same values and
+            gradients (tested), slower to fine-tune.
 
         Returns
         -------
         logits : Tensor of shape (batch, n_classes)
         embedding : Tensor of shape (batch, n_dense)
         """
-        front = [_fmax(bn(F.relu_(y)), dim) for y, bn, dim in self._front_convs(x)]  # (B, 204 | 51, T)
+        if plain:
+            front = self._plain_front(x)
+        else:
+            front = [_fmax(bn(F.relu_(y)), dim) for y, bn, dim in self._front_convs(x)]  # (B, 204 | 51, T)
         features = [torch.cat(front, dim=1)]  # (B, 561, T)
         h = features[0]
         for i, (conv, bn) in enumerate(zip(self.midend, self.midend_bn, strict=True)):
@@ -156,6 +163,14 @@ class MusiCNN(nn.Module):
         h = self.pool_bn(pooled)
         embedding = self.dense_bn(F.relu(self.dense(self.dropout1(h))))
         return self.output(self.dropout2(embedding)), embedding
+
+    def _plain_front(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = self.input_bn(x.unsqueeze(1))  # (B, 1, T, F)
+        front = [bn(F.relu(conv(F.pad(h, (0, 0, 3, 3))))).amax(dim=3)
+                 for conv, bn in zip(self.timbral, self.timbral_bn, strict=True)]
+        front += [bn(F.relu(conv(_pad_same(h, k)))).amax(dim=3)
+                  for k, conv, bn in zip(self.temporal_kernels, self.temporal, self.temporal_bn, strict=True)]
+        return front
 
     def _front_convs(self, x: torch.Tensor):
         """The five front-end convolutions of ``conv(pad(input_bn(x)))``, with the input batch norm folded in.
