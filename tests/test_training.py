@@ -240,6 +240,18 @@ def test_protonet_stops_on_training_accuracy(mode):
     assert accs[-1] == pytest.approx((proba.argmax(1) == y_train).mean())
 
 
+def test_protonet_skips_the_accuracy_pass_when_patience_cannot_fire():
+    from fewshot.training.protonet import patience_can_stop
+
+    assert [patience_can_stop(p, lim) for p, lim in [(None, 5), (3, 4), (3, 5), (3, 6), (200, 50), (1, None)]] == [
+        False, False, True, True, False, True]
+    train, y_train = band_problem(1, 3, seed=4)
+    models = [train_model("protonet", train, y_train, n_classes=3, params={"filters": 4},
+                          config=TrainConfig(patience=p, max_epochs=3, patch_frames=32, hop=16)) for p in (None, 200)]
+    assert models[1].history == {"epochs": 3, "train_accuracy": [], "stopped": "max_epochs"}
+    np.testing.assert_array_equal(predict_clips(models[0], train), predict_clips(models[1], train))
+
+
 def test_protonet_without_patience_runs_max_epochs():
     train, y_train = band_problem(1, 3, seed=4)
     cfg = TrainConfig(patience=None, max_epochs=3, patch_frames=32, hop=16)

@@ -48,7 +48,8 @@ from torch import nn
 from ..exceptions import ParameterError
 from ..seeds import numpy_rng, torch_generator
 
-__all__ = ["PrototypicalNetwork", "compute_prototypes", "prototype_logits", "protonet_loss", "train_protonet"]
+__all__ = ["PrototypicalNetwork", "compute_prototypes", "prototype_logits", "protonet_loss", "train_protonet",
+           "patience_can_stop"]
 
 DISTANCES = ("euclidean", "cosine")
 
@@ -129,6 +130,17 @@ def protonet_loss(model: PrototypicalNetwork):
     return loss_fn
 
 
+def patience_can_stop(patience: int | None, limit: int | None) -> bool:
+    """Whether the patience rule can stop a run before ``limit`` epochs.
+
+    The counter grows at most once per epoch after the first (which always improves on
+    ``-inf``), so it exceeds ``patience`` only after ``patience + 2`` epochs. When it cannot,
+    the per-epoch training-accuracy pass is skipped: the trained model is the same (the pass
+    draws no random numbers and changes no state), only ``history["train_accuracy"]`` is empty.
+    """
+    return patience is not None and (limit is None or limit > patience + 1)
+
+
 @torch.no_grad()
 def _train_accuracy(model: PrototypicalNetwork, patches: np.ndarray, clip_idx: np.ndarray, y: np.ndarray,
                     support, support_y, *, device, batch_size: int) -> float:
@@ -207,8 +219,8 @@ def train_protonet(model: PrototypicalNetwork, train_inputs: Sequence[np.ndarray
                                           clip_norm=config.clip_norm)
         epoch += 1
         backbone.load_state_dict({**params, **buffers})
-        if config.patience is not None:
-            # Training accuracy is only needed by the stopping rule; skip it when patience is off.
+        if patience_can_stop(config.patience, limit):
+            # Training accuracy is only read by the stopping rule; skip it when the rule cannot fire.
             acc = _train_accuracy(model, patches, clip_idx, y, support, support_y, device=device,
                                   batch_size=config.eval_batch_size)
             accs.append(acc)

@@ -54,7 +54,7 @@ from torch import nn
 from ..exceptions import ParameterError
 from ..seeds import numpy_rng, torch_generator
 from .patches import clip_windows, pad_clips, random_patches
-from .protonet import compute_prototypes, episode_plan, prototype_logits
+from .protonet import compute_prototypes, episode_plan, patience_can_stop, prototype_logits
 
 __all__ = ["HEAD_LR", "BODY_LR", "TRANSFER_METHODS", "Source", "load_source", "known_pretrained",
            "check_pretrained_name", "is_transfer_method", "TransferClassifier", "TransferProtonet", "param_groups",
@@ -434,9 +434,9 @@ def train_transfer_protonet(source: Source, train_inputs: Sequence[np.ndarray], 
             loss.backward()
             opt.step()
         epoch += 1
-        acc = _train_accuracy(model, patches, clip_idx, y, support, support_y, device=device)
-        accs.append(acc)
-        if config.patience is not None:
+        if patience_can_stop(config.patience, limit):  # the accuracy pass only feeds the stopping rule
+            acc = _train_accuracy(model, patches, clip_idx, y, support, support_y, device=device)
+            accs.append(acc)
             if acc <= best:
                 not_improve += 1
             else:
