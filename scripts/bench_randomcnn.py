@@ -4,11 +4,14 @@ For every front-end and width: seconds per clip (median of repeats, batch 1,
 under ``torch.inference_mode``) of the plain definition and of the optimized
 formulation, clips/s, the speed-up, GFLOP per clip (aten-level count of the
 plain path, 1 FMA = 2 FLOP) and the achieved fraction of an sgemm measured in
-the same run. Writes Markdown.
+the same run; with ``--seeds K`` (default 3) also K networks of different seeds
+run stacked as one network (``fewshot/frontends/stacked.py``), in network-clips/s,
+and how many extraction stacks per pass (``stack_size``). Writes Markdown.
 
 Usage::
 
     python scripts/bench_randomcnn.py --widths small --seconds 10 --repeats 3 --out bench.md
+    python scripts/bench_randomcnn.py --seconds 5 --repeats 3 --threads 1 --clock cpu --seeds 3 --grids ''
 
 The grid timings (SVM / ELM, fast vs plain) come from ``scripts/bench_grids.py`` (``--grids``);
 this file's pieces are importable: :func:`machine_info`, :func:`sgemm_gflops`,
@@ -31,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fewshot.frontends import FRONTENDS, create_frontend  # noqa: E402
+from fewshot.frontends.stacked import stack_frontends, stack_size  # noqa: E402
 
 
 def machine_info(device: str = "cpu") -> dict:
@@ -147,8 +151,8 @@ def _time_pair(plain, fast, repeats: int, device: str, min_time: float = 0.2,
 def bench_extraction(frontends: list[str] | None = None, widths: tuple[str, ...] = ("small", "large"), *,
                      seconds: float = 350_000 / 12_000, repeats: int = 3, device: str = "cpu",
                      sgemm: float | None = None, clock: str = "wall", log=print,
-                     conv_ref: float | None = None) -> list[dict]:
-    """One row per (front-end, width): plain and optimized seconds per clip at batch 1.
+                     conv_ref: float | None = None, seeds: int = 3, bf16: bool = True) -> list[dict]:
+    """One row per (front-end, width): plain and optimized seconds per clip at batch 1 (and stacked seeds).
 
     Parameters
     ----------
@@ -164,6 +168,10 @@ def bench_extraction(frontends: list[str] | None = None, widths: tuple[str, ...]
         Reference GFLOP/s (measured with :func:`sgemm_gflops` when None).
     clock : "wall" or "cpu"
         Wall-clock time, or process CPU time (use with one thread on a shared host).
+    seeds : int, default=3
+        Also time this many networks (seeds 0…K−1) stacked as one (0 or 1: skip); per network-clip.
+    bf16 : bool, default=True
+        Also time ``precision="bfloat16"`` (emulated, hence very slow, on CPUs without AVX512-BF16).
     """
     names = frontends or [n for n in FRONTENDS.names() if FRONTENDS.get(n).meta["widths"] is not None]
     sgemm = sgemm or sgemm_gflops(device=device)
@@ -179,17 +187,25 @@ def bench_extraction(frontends: list[str] | None = None, widths: tuple[str, ...]
                 x = 0.1 * torch.randn(1, n, generator=g)
             x = x.to(device)
             gflop = _gflop(fe, x)
-            def bf16(fe=fe, x=x):
+            def run_bf16(fe=fe, x=x):
                 fe.precision = "bfloat16"
                 try:
                     return fe.features(x)
                 finally:
                     fe.precision = "float32"
 
+            fns = [lambda fe=fe, x=x: fe.features(x, plain=True), lambda fe=fe, x=x: fe.features(x)]
+            if bf16:
+                fns.append(run_bf16)
+            if seeds > 1:  # the same network (seed 0) and K − 1 more, run stacked, timed in the same interleave
+                stacked = stack_frontends([fe] + [create_frontend(name, width=width, seed=s).eval().to(device)
+                                                  for s in range(1, seeds)])
+                fns.append(lambda st=stacked, x=x: st.features(x))
             with torch.inference_mode():
-                t_plain, t_fast, t_bf16 = _time_many(
-                    [lambda fe=fe, x=x: fe.features(x, plain=True), lambda fe=fe, x=x: fe.features(x), bf16],
-                    repeats, device, clock=time.process_time if clock == "cpu" else time.perf_counter)
+                times = _time_many(fns, repeats, device,
+                                   clock=time.process_time if clock == "cpu" else time.perf_counter)
+            t_plain, t_fast = times[:2]
+            t_bf16 = times[2] if bf16 else float("nan")
             row = {
                 "frontend": name, "width": width, "n_features": fe.n_features, "input": fe.input,
                 "gflop_per_clip": gflop, "plain_s": t_plain, "fast_s": t_fast,
@@ -199,9 +215,20 @@ def bench_extraction(frontends: list[str] | None = None, widths: tuple[str, ...]
             }
             if conv_ref:
                 row["fraction_conv"] = gflop / t_fast / conv_ref
+            stacked_note = ""
+            if seeds > 1:
+                t_stacked = times[-1] / seeds  # per network-clip
+                row.update(seeds=seeds, stacked_clips_s=1 / t_stacked, stacked_speedup=t_plain / t_stacked,
+                           stacked_vs_fast=t_fast / t_stacked,
+                           stacks=stack_size(fe, device) >= seeds)
+                stacked_note = (f"; stacked {1 / t_stacked:8.2f} network-clips/s ({t_plain / t_stacked:.2f}x plain, "
+                                f"{t_fast / t_stacked:.2f}x optimized{', used' if row['stacks'] else ''})")
+                del stacked
             rows.append(row)
             log(f"{name:>17} {width:>5}: plain {1 / t_plain:8.2f} clips/s, fast {1 / t_fast:8.2f} clips/s "
-                f"({t_plain / t_fast:.2f}x; bf16 {t_plain / t_bf16:.2f}x), {row['fast_gflops']:.0f} GFLOP/s")
+                f"({t_plain / t_fast:.2f}x{f'; bf16 {t_plain / t_bf16:.2f}x' if bf16 else ''}), "
+                f"{row['fast_gflops']:.0f} GFLOP/s"
+                + stacked_note)
             del fe
     return rows
 
@@ -212,31 +239,50 @@ def geometric_mean(values: list[float]) -> float:
 
 def extraction_markdown(rows: list[dict], *, info: dict, sgemm: float, seconds: float, repeats: int,
                         clock: str = "wall") -> str:
-    """The extraction table (and its header: machine, sgemm reference, geometric-mean speed-up) as Markdown."""
+    """The extraction table (and its header: machine, sgemm reference, geometric-mean speed-ups) as Markdown."""
+    k = rows[0].get("seeds") if rows else None
+    has_bf16 = any(not math.isnan(r.get("bf16_speedup", float("nan"))) for r in rows)
+    order = ", ".join(["plain", "optimized"] + ["bf16"] * has_bf16 + ["stacked"] * bool(k)) + ", plain, ..."
     lines = [
         "## Random-CNN feature extraction (batch 1, float32)",
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
         f"In-run sgemm reference: {sgemm:.0f} GFLOP/s. Clip: {seconds:.2f} s at 12 kHz; {clock}-clock time, "
         f"median of {repeats} "
-        "interleaved repeats (plain, optimized, plain, ...) after a warm-up.",
+        f"interleaved repeats ({order}) after a warm-up."
+        + (f" Stacked: {k} networks (seeds 0…{k - 1}) run as one network with {k}× channels; "
+           "network-clips/s = clips/s × networks; 'stacks' = whether extraction stacks them." if k else ""),
         "",
         "| front-end | width | features | GFLOP/clip | plain clips/s | optimized clips/s | speed-up "
-        "| bf16 speed-up | plain GFLOP/s | optimized GFLOP/s | of sgemm | of oneDNN conv |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| bf16 speed-up | plain GFLOP/s | optimized GFLOP/s | of sgemm | of oneDNN conv |"
+        + (f" stacked ({k} seeds) network-clips/s | speed-up vs plain | vs optimized | stacks |" if k else ""),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|---|---|---|" if k else ""),
     ]
     for r in rows:
         conv = f"{100 * r['fraction_conv']:.0f} %" if "fraction_conv" in r else "–"
+        bf16 = f"{r['bf16_speedup']:.2f}×" if not math.isnan(r.get("bf16_speedup", float("nan"))) else "–"
+        stacked = (f" {r['stacked_clips_s']:.2f} | {r['stacked_speedup']:.2f}× | {r['stacked_vs_fast']:.2f}× "
+                   f"| {'yes' if r['stacks'] else 'no'} |" if k else "")
         lines.append(
             f"| {r['frontend']} | {r['width']} | {r['n_features']} | {r['gflop_per_clip']:.2f} "
             f"| {r['plain_clips_s']:.2f} | {r['fast_clips_s']:.2f} | {r['speedup']:.2f}× "
-            f"| {r.get('bf16_speedup', float('nan')):.2f}× | {r.get('plain_gflops', float('nan')):.0f} "
-            f"| {r['fast_gflops']:.0f} | {100 * r['fraction_sgemm']:.0f} % | {conv} |"
+            f"| {bf16} | {r.get('plain_gflops', float('nan')):.0f} "
+            f"| {r['fast_gflops']:.0f} | {100 * r['fraction_sgemm']:.0f} % | {conv} |" + stacked
         )
+    bf16_line = (f"; bf16 option: {geometric_mean([r['bf16_speedup'] for r in rows]):.2f}× "
+                 f"(slowest {min(r['bf16_speedup'] for r in rows):.2f}×)" if has_bf16 else "")
     lines += ["", f"Geometric-mean speed-up (optimized / plain): {geometric_mean([r['speedup'] for r in rows]):.2f}×"
-              f"; slowest ratio {min(r['speedup'] for r in rows):.2f}×; bf16 option: "
-              f"{geometric_mean([r.get('bf16_speedup', float('nan')) for r in rows]):.2f}× "
-              f"(slowest {min(r.get('bf16_speedup', float('nan')) for r in rows):.2f}×).", ""]
+              f"; slowest ratio {min(r['speedup'] for r in rows):.2f}×{bf16_line}."]
+    if k:
+        used = [r["stacked_speedup"] if r["stacks"] else r["speedup"] for r in rows]
+        lines.append(
+            f"Per network-clip, {k} seeds: one network at a time (optimized / plain) "
+            f"{geometric_mean([r['speedup'] for r in rows]):.2f}×; stacked / plain "
+            f"{geometric_mean([r['stacked_speedup'] for r in rows]):.2f}× (slowest "
+            f"{min(r['stacked_speedup'] for r in rows):.2f}×); stacked / optimized "
+            f"{geometric_mean([r['stacked_vs_fast'] for r in rows]):.2f}×; as extraction runs them (stacked where "
+            f"'stacks') / plain {geometric_mean(used):.2f}× (slowest {min(used):.2f}×).")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -250,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall-clock or process CPU time (cpu: robust on a shared host; use with --threads 1)")
+    p.add_argument("--no-bf16", dest="bf16", action="store_false",
+                   help="skip the bfloat16 timing (emulated, ~100x slower, on CPUs without AVX512-BF16)")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="also time this many seeds' networks stacked as one (default 3, the protocol's runs; 0: skip)")
     p.add_argument("--out", type=Path, default=None, help="write the Markdown here (default: print it)")
     p.add_argument("--grids", default="1000x3500,200x160",
                    help="also time the SVM/ELM grids fast vs plain at these n_train x n_features ('' = skip)")
@@ -265,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     widths = tuple(w.strip() for w in args.widths.split(","))
     rows = bench_extraction(names, widths, seconds=args.seconds, repeats=args.repeats, device=args.device,
                             sgemm=sgemm, clock=args.clock, log=lambda s: print(s, file=sys.stderr),
-                            conv_ref=conv_ref)
+                            conv_ref=conv_ref, seeds=args.seeds, bf16=args.bf16)
     sgemm_after = sgemm_gflops(device=args.device, clock=ref_clock)
     info["sgemm_after_GFLOPs"] = round(sgemm_after)
     text = extraction_markdown(rows, info=info, sgemm=sgemm, seconds=args.seconds, repeats=args.repeats,

@@ -48,6 +48,46 @@ def _check_clip(frontend: Frontend, i: int, x: object) -> np.ndarray:
     return frontend.prepare(x)
 
 
+def check_batch_size(batch_size: object) -> int | None:
+    """``batch_size`` if it is a positive int or None; else ParameterError."""
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                   or batch_size < 1):
+        raise ParameterError(f"batch_size must be a positive int or None; got {batch_size!r}")
+    return batch_size
+
+
+def check_precision(precision: object) -> None:
+    """ParameterError unless ``precision`` is "float32" or "bfloat16"."""
+    if precision not in ("float32", "bfloat16"):
+        raise ParameterError(f"precision must be 'float32' or 'bfloat16'; got {precision!r}")
+
+
+def prepare_clips(frontend: Frontend, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Checked clips, cut / repeat-padded by ``frontend.prepare``."""
+    return [_check_clip(frontend, i, x) for i, x in enumerate(inputs)]
+
+
+def prepared_batches(frontend: Frontend, clips: list[np.ndarray], dev: torch.device, batch_size: int):
+    """Yield ``(clip indices, batch tensor on dev)``: clips of one length together, ``batch_size`` at a time.
+
+    Log-mel batches get their channel axis (``[batch, 1, n_frames, n_mels]``); on CUDA batches go through
+    pinned memory with asynchronous copies.
+    """
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, c in enumerate(clips):
+        groups[c.shape[0]].append(i)
+    for length in sorted(groups):
+        idx = groups[length]
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start:start + batch_size]
+            batch = torch.from_numpy(np.stack([clips[i] for i in chunk]))
+            if frontend.input == "logmel":
+                batch = batch.unsqueeze(1)
+            if dev.type == "cuda":
+                batch = batch.pin_memory().to(dev, non_blocking=True)
+            yield chunk, batch
+
+
 def extract_features(
     frontend: Frontend,
     inputs: Sequence[np.ndarray],
@@ -100,22 +140,15 @@ def extract_features(
         A (user) front-end returned something that is not a list of feature maps.
     """
     dev = resolve_device(device)
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                   or batch_size < 1):
-        raise ParameterError(f"batch_size must be a positive int or None; got {batch_size!r}")
-    bs = batch_size or frontend.default_batch_size(dev)
-    clips = [_check_clip(frontend, i, x) for i, x in enumerate(inputs)]
+    bs = check_batch_size(batch_size) or frontend.default_batch_size(dev)
+    check_precision(precision)
+    clips = prepare_clips(frontend, inputs)
     n_out = frontend.n_features_of(layers) if layers is not None else None
     names = frontend._layer_names(layers) if layers is not None else None
     out: np.ndarray | None = None
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i, c in enumerate(clips):
-        groups[c.shape[0]].append(i)
     params = list(frontend.parameters()) + list(frontend.buffers())
     home = params[0].device if params else None
     frontend.eval()
-    if precision not in ("float32", "bfloat16"):
-        raise ParameterError(f"precision must be 'float32' or 'bfloat16'; got {precision!r}")
     saved_precision = getattr(frontend, "precision", "float32")
     frontend.precision = precision
     if home is not None and home != dev:
@@ -123,30 +156,22 @@ def extract_features(
     done = 0
     try:
         with torch.inference_mode():
-            for length in sorted(groups):
-                idx = groups[length]
-                for start in range(0, len(idx), bs):
-                    chunk = idx[start:start + bs]
-                    batch = torch.from_numpy(np.stack([clips[i] for i in chunk]))
-                    if frontend.input == "logmel":
-                        batch = batch.unsqueeze(1)
-                    if dev.type == "cuda":
-                        batch = batch.pin_memory().to(dev, non_blocking=True)
-                    maps = check_maps(frontend.name, frontend.forward(batch, plain=plain), len(chunk))
-                    if names is not None:
-                        maps = [m for n, m in zip(frontend.feature_layers, maps, strict=True) if n in names]
-                    feats = map_means(maps).float().cpu().numpy()
-                    if out is None:
-                        out = np.empty((len(clips), n_out or feats.shape[1]), dtype=np.float32)
-                    if feats.shape[1] != out.shape[1]:
-                        raise FewShotError(
-                            f"front-end {frontend.name!r} gave {feats.shape[1]} features for some clips and "
-                            f"{out.shape[1]} for others; feature maps must have a fixed number of channels"
-                        )
-                    out[chunk] = feats
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(done, len(clips))
+            for chunk, batch in prepared_batches(frontend, clips, dev, bs):
+                maps = check_maps(frontend.name, frontend.forward(batch, plain=plain), len(chunk))
+                if names is not None:
+                    maps = [m for n, m in zip(frontend.feature_layers, maps, strict=True) if n in names]
+                feats = map_means(maps).float().cpu().numpy()
+                if out is None:
+                    out = np.empty((len(clips), n_out or feats.shape[1]), dtype=np.float32)
+                if feats.shape[1] != out.shape[1]:
+                    raise FewShotError(
+                        f"front-end {frontend.name!r} gave {feats.shape[1]} features for some clips and "
+                        f"{out.shape[1]} for others; feature maps must have a fixed number of channels"
+                    )
+                out[chunk] = feats
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, len(clips))
     finally:
         frontend.precision = saved_precision
         if home is not None and home != dev:

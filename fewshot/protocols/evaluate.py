@@ -5,7 +5,11 @@ Three kinds of method (see :mod:`fewshot.methods`):
 - feature pipelines ``FRONTEND+CLASSIFIER``: per-clip features from a (random or
   fixed) front-end, cached on disk per (front-end identity, audio settings, clip);
   a classifier tuned on the training subset only (or on the dataset's own
-  validation split when the whole pool is used);
+  validation split when the whole pool is used). The clips a run's random network
+  lacks are extracted together with the next runs' networks (same architecture,
+  their own seeds) in one stacked pass where that was measured faster
+  (:mod:`fewshot.frontends.stacked`); each network's rows are stored under its own
+  identity, so cached rows and results do not depend on it;
 - trained models ``MODEL``: trained on the subset's log-mels without validation data;
 - ``random``: the chance baseline (uniform random labels from the unit's seed).
 """
@@ -21,7 +25,7 @@ import torch
 from ..data.audio import clip_identity, fix_length, read_clip
 from ..data.cache import ArrayCache
 from ..data.datasets import Dataset
-from ..data.sampler import Subset
+from ..data.sampler import Subset, default_runs
 from ..exceptions import ParameterError
 from ..methods import MethodSpec
 from ..results.store import Unit
@@ -40,7 +44,12 @@ def _clip_id(dataset: Dataset, index: int):
 
 @dataclass
 class Context:
-    """What every unit of one experiment shares: data, cache, device and in-memory memos."""
+    """What every unit of one experiment shares: data, cache, device and in-memory memos.
+
+    ``stack_runs`` (default True): extract the rows a run's random network lacks
+    together with the later runs' networks (``config.runs``) in one stacked pass
+    where stacking pays; False extracts only the asked-for network (``fewshot extract``).
+    """
 
     dataset: Dataset
     config: ExperimentConfig
@@ -49,6 +58,8 @@ class Context:
     _features: OrderedDict = field(default_factory=OrderedDict)
     _logmels: dict = field(default_factory=dict)
     _frontends: dict = field(default_factory=dict)
+    stack_runs: bool = True
+    _ahead: OrderedDict = field(default_factory=OrderedDict)  # rows of later runs' networks, extracted ahead
 
     # ----------------------------------------------------------- audio inputs
     def waveform(self, index: int, sr: int) -> np.ndarray:
@@ -86,59 +97,101 @@ class Context:
     # ----------------------------------------------------------- features
     def frontend(self, spec: MethodSpec, run: int):
         """The front-end of a pipeline method for a run (random weights from ``derive_seed(seed, "frontend", run)``)."""
-        from ..frontends import create_frontend, is_random_frontend
+        key = self._frontend_key(spec, run)
+        if key not in self._frontends:
+            self._frontends.clear()
+            self._frontends[key] = self._build_frontend(spec, run)
+        return self._frontends[key]
+
+    def _frontend_key(self, spec: MethodSpec, run: int) -> tuple:
+        from ..frontends import is_random_frontend
 
         fseed = derive_seed(self.config.seed, "frontend", run) if is_random_frontend(spec.frontend) else 0
-        key = (spec.frontend, spec.width, fseed)
-        if key not in self._frontends:
-            width = spec.width if spec.width in ("small", "large") else "small"
-            self._frontends.clear()
-            self._frontends[key] = create_frontend(
-                spec.frontend, width=width, filters=spec.filters, seed=fseed
-            )
-        return self._frontends[key]
+        return (spec.frontend, spec.width, spec.filters, fseed)
+
+    def _build_frontend(self, spec: MethodSpec, run: int):
+        from ..frontends import create_frontend
+
+        width = spec.width if spec.width in ("small", "large") else "small"
+        return create_frontend(spec.frontend, width=width, filters=spec.filters, seed=self._frontend_key(spec, run)[3])
 
     def features(self, spec: MethodSpec, run: int, indices: np.ndarray) -> np.ndarray:
         """Feature matrix ``float32 [len(indices), n_features]`` of a pipeline's front-end."""
         frontend = self.frontend(spec, run)
-        memo_key = frontend.identity + f"|seconds={self.config.seconds}"
+        memo_key = self._memo_key(frontend)
         memo = self._features.get(memo_key)
         if memo is None:
-            memo = {}
+            memo = self._ahead.pop(memo_key, None) or {}  # rows extracted ahead with an earlier run's network
             self._features[memo_key] = memo
             while len(self._features) > 2:  # keep the two most recent front-ends in memory
                 self._features.popitem(last=False)
-        missing = [int(i) for i in indices if int(i) not in memo]
+        missing = self._lookup(memo_key, memo, indices)
         if missing:
-            keys = {}
-            if self.cache is not None:
-                for i in missing:
-                    keys[i] = self.cache.key(
-                        namespace="features", frontend=memo_key, clip=_clip_id(self.dataset, i),
-                        version=FEATURE_VERSION,
-                    )
-                    hit = self.cache.get(keys[i])
-                    if hit is not None:
-                        memo[i] = hit["x"]
-                missing = [i for i in missing if i not in memo]
-            if missing:
-                computed = self._extract(frontend, missing)
-                for i, row in zip(missing, computed, strict=True):
-                    memo[i] = row
-                    if self.cache is not None:
-                        self.cache.put(keys[i], {"x": row})
+            group = [(frontend, memo_key, memo), *self._later_runs(spec, run, frontend, missing)]
+            inputs = self._inputs(frontend, missing)
+            computed = self._extract_many([fe for fe, _, _ in group], inputs)
+            for (_, key, rows), X in zip(group, computed, strict=True):
+                for i, row in zip(missing, X, strict=True):
+                    if i not in rows:  # a later run may hold some of these clips already: keep its rows
+                        rows[i] = row
+                        if self.cache is not None:
+                            self.cache.put(self._row_key(key, i), {"x": row})
         return np.stack([memo[int(i)] for i in indices]).astype(np.float32, copy=False)
 
-    def _extract(self, frontend, indices: list[int]) -> np.ndarray:
-        from ..frontends.extract import extract_features
+    def _memo_key(self, frontend) -> str:
+        return frontend.identity + f"|seconds={self.config.seconds}"
 
-        if frontend.input == "waveform":
-            inputs = [self.waveform(i, frontend.sr) for i in indices]
-        elif frontend.input == "logmel":
-            inputs = [self.log_mel(i, frontend.spectrogram) for i in indices]
-        else:  # fixed per-clip vectors (mfcc) computed from the waveform
-            inputs = [self.waveform(i, frontend.sr) for i in indices]
-        return extract_features(frontend, inputs, device=self.device, batch_size=self.config.batch_size)
+    def _row_key(self, memo_key: str, index: int) -> str:
+        return self.cache.key(namespace="features", frontend=memo_key, clip=_clip_id(self.dataset, index),
+                              version=FEATURE_VERSION)
+
+    def _lookup(self, memo_key: str, memo: dict, indices) -> list[int]:
+        """Fill ``memo`` from the disk cache for ``indices``; return the indices still missing."""
+        missing = [int(i) for i in indices if int(i) not in memo]
+        if missing and self.cache is not None:
+            for i in missing:
+                hit = self.cache.get(self._row_key(memo_key, i))
+                if hit is not None:
+                    memo[i] = hit["x"]
+            missing = [i for i in missing if i not in memo]
+        return missing
+
+    def _later_runs(self, spec: MethodSpec, run: int, frontend, missing: list[int]) -> list[tuple]:
+        """(front-end, memo key, rows) of the later runs' networks that lack some of ``missing``, as many as
+        stack with ``frontend`` in one pass where that pays (:func:`fewshot.frontends.stacked.stack_size`)."""
+        from ..frontends.stacked import MAX_SEEDS, stack_size
+
+        if not self.stack_runs or not frontend.random:
+            return []
+        n_runs = max((self.config.runs or default_runs(n) for n in self.config.n), default=1)
+        later = range(run + 1, min(n_runs, run + stack_size(frontend, self.device)))
+        group = []
+        for r in later:
+            fe = self._build_frontend(spec, r)
+            key = self._memo_key(fe)
+            rows = self._features.get(key)
+            if rows is None:
+                rows = self._ahead.setdefault(key, {})
+                self._ahead.move_to_end(key)
+            if self._lookup(key, rows, missing):
+                group.append((fe, key, rows))
+        while len(self._ahead) > MAX_SEEDS:  # bounded: networks of runs that will not come here (another worker)
+            self._ahead.popitem(last=False)
+        return group
+
+    def _inputs(self, frontend, indices: list[int]) -> list[np.ndarray]:
+        if frontend.input == "logmel":
+            return [self.log_mel(i, frontend.spectrogram) for i in indices]
+        return [self.waveform(i, frontend.sr) for i in indices]  # waveform; mfcc: fixed vectors from the waveform
+
+    def _extract(self, frontend, indices: list[int]) -> np.ndarray:
+        (X,) = self._extract_many([frontend], self._inputs(frontend, indices))
+        return X
+
+    def _extract_many(self, frontends: list, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        from ..frontends.stacked import extract_features_many
+
+        return extract_features_many(frontends, inputs, device=self.device, batch_size=self.config.batch_size)
 
 
 def check_method(spec: MethodSpec) -> None:

@@ -5,8 +5,10 @@ to a minute), scaled by counts:
 
 - audio: decode + resample of 3 clips → × the clips to check;
 - feature pipelines: one extraction of 3 clips per front-end (input preparation
-  included) → × every clip of the dataset × distinct random networks (a network is
-  extracted once and reused by every fold, n and classifier); one classifier fit
+  included; for a front-end whose runs' networks are stacked, one stacked pass of
+  as many networks as a real run stacks, per network) → × every clip of the dataset
+  × distinct random networks (a network is extracted once and reused by every
+  fold, n and classifier); one classifier fit
   + predict at each n's training size on random features of the right width → ×
   its units;
 - trained models: one unit (first fold, run 0) trained for 1 and for 3 epochs →
@@ -129,11 +131,13 @@ def plan_experiment(cfg: ExperimentConfig) -> Plan:
             fe = ctx.frontend(spec, left[0].run)
             head = method.partition("+")[0]
             if head not in extract_cost:
-                def extract(fe=fe):
+                group = [fe, *(ctx._build_frontend(spec, r) for r in range(1, _stacked_runs(ctx, fe)))]
+
+                def extract(group=group):
                     ctx._features.clear()
-                    ctx._extract(fe, cal)
-                extract(fe)  # warm-up (weights, allocator)
-                extract_cost[head] = _timed(extract) / len(cal) * len(ds)
+                    ctx._extract_many(group, ctx._inputs(group[0], cal))
+                extract()  # warm-up (weights, allocator)
+                extract_cost[head] = _timed(extract) / len(group) / len(cal) * len(ds)
             networks.setdefault(head, set()).update(u.run if fe.random else 0 for u in left)
             row.seconds = len(left) * _fit_seconds(spec, fe.n_features, subset, len(ds.classes), exp.device, cfg)
             row.note = "classifier fits; extraction below"
@@ -154,6 +158,17 @@ def plan_experiment(cfg: ExperimentConfig) -> Plan:
     plan.extraction_seconds = sum(extract_cost[h] * len(networks.get(h, ())) for h in extract_cost)
     plan.calibration_seconds = time.perf_counter() - t_start
     return plan
+
+
+def _stacked_runs(ctx, frontend) -> int:
+    """Networks a real run extracts per stacked pass with ``frontend`` (1: one at a time)."""
+    from ..data.sampler import default_runs
+    from ..frontends.stacked import stack_size
+
+    if not frontend.random:
+        return 1
+    n_runs = max((ctx.config.runs or default_runs(n) for n in ctx.config.n), default=1)
+    return max(1, min(n_runs, stack_size(frontend, ctx.device)))
 
 
 def replace_ctx(ctx, cfg: ExperimentConfig, epochs: int):
