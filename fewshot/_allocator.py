@@ -6,8 +6,8 @@ activation map is page-faulted and zeroed by the kernel again. Training and
 fine-tuning on CPU allocate hundreds of MB per layer per step (musicnn's timbral
 maps are ~0.9 GB for 100 patches), and the measured cost was large: fine-tuning
 ``msd_musicnn`` spent as much time in the kernel as in PyTorch (15.6 s system vs
-21.9 s user CPU for 32 patches forward + backward; 2.4 s system with the heap
-kept, 2.6× faster per patch; docs/performance.md). Raising the mmap and trim
+21.9 s user CPU for 32 patches forward + backward, 2.4 s system with the heap
+kept; scripts/bench_finetune.py and docs/performance.md). Raising the mmap and trim
 thresholds lets freed blocks be reused.
 
 The cost is memory kept by the process after a peak (resident size stays near the

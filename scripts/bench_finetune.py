@@ -34,12 +34,12 @@ def _one(model: str, batch: int, repeats: int, threads: int, plain: bool, heap: 
     if heap:
         keep_heap()
     torch.set_num_threads(threads)
-    body = load_source(model).body
-    net = body.tagger.net
+    source = load_source(model)
+    body, net = source.body, source.body.tagger.net
     body.train()
     for p in body.parameters():
         p.requires_grad_(True)
-    x = torch.randn(batch, load_source(model).patch_frames, 96, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(batch, source.patch_frames, 96, generator=torch.Generator().manual_seed(0))
 
     def step() -> None:
         net(x, plain=plain)[1].sum().backward()
