@@ -33,8 +33,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fewshot.frontends import FRONTENDS, create_frontend  # noqa: E402
-from fewshot.frontends.stacked import stack_frontends, stack_size  # noqa: E402
+from fewshot.frontends import (  # noqa: E402
+    FRONTENDS,
+    create_frontend,
+    tuning,  # noqa: E402
+)
+from fewshot.frontends.stacked import extract_features_many, stack_frontends, stack_size  # noqa: E402
 
 
 def machine_info(device: str = "cpu") -> dict:
@@ -151,7 +155,8 @@ def _time_pair(plain, fast, repeats: int, device: str, min_time: float = 0.2,
 def bench_extraction(frontends: list[str] | None = None, widths: tuple[str, ...] = ("small", "large"), *,
                      seconds: float = 350_000 / 12_000, repeats: int = 3, device: str = "cpu",
                      sgemm: float | None = None, clock: str = "wall", log=print,
-                     conv_ref: float | None = None, seeds: int = 3, bf16: bool = True) -> list[dict]:
+                     conv_ref: float | None = None, seeds: int = 3, bf16: bool = True,
+                     extraction: bool = True) -> list[dict]:
     """One row per (front-end, width): plain and optimized seconds per clip at batch 1 (and stacked seeds).
 
     Parameters
@@ -172,6 +177,11 @@ def bench_extraction(frontends: list[str] | None = None, widths: tuple[str, ...]
         Also time this many networks (seeds 0…K−1) stacked as one (0 or 1: skip); per network-clip.
     bf16 : bool, default=True
         Also time ``precision="bfloat16"`` (emulated, hence very slow, on CPUs without AVX512-BF16).
+    extraction : bool, default=True
+        Also time :func:`~fewshot.frontends.stacked.extract_features_many` on ``max(seeds, 1)`` networks and
+        16 clips (4 for front-ends slower than 20 clips/s), exactly as a study runs them: measured
+        formulation and batch size, stacked where that pays, feature means copied out; per network-clip,
+        after one warm-up call (which makes the measured choices).
     """
     names = frontends or [n for n in FRONTENDS.names() if FRONTENDS.get(n).meta["widths"] is not None]
     sgemm = sgemm or sgemm_gflops(device=device)
@@ -197,9 +207,10 @@ def bench_extraction(frontends: list[str] | None = None, widths: tuple[str, ...]
             fns = [lambda fe=fe, x=x: fe.features(x, plain=True), lambda fe=fe, x=x: fe.features(x)]
             if bf16:
                 fns.append(run_bf16)
+            nets = [fe] + [create_frontend(name, width=width, seed=s).eval().to(device)
+                           for s in range(1, max(seeds, 1))]
             if seeds > 1:  # the same network (seed 0) and K − 1 more, run stacked, timed in the same interleave
-                stacked = stack_frontends([fe] + [create_frontend(name, width=width, seed=s).eval().to(device)
-                                                  for s in range(1, seeds)])
+                stacked = stack_frontends(nets)
                 fns.append(lambda st=stacked, x=x: st.features(x))
             with torch.inference_mode():
                 times = _time_many(fns, repeats, device,
@@ -215,6 +226,8 @@ def bench_extraction(frontends: list[str] | None = None, widths: tuple[str, ...]
             }
             if conv_ref:
                 row["fraction_conv"] = gflop / t_fast / conv_ref
+            if extraction:
+                row.update(_bench_pipeline(nets, x, t_plain, repeats, device, clock))
             stacked_note = ""
             if seeds > 1:
                 t_stacked = times[-1] / seeds  # per network-clip
@@ -228,9 +241,29 @@ def bench_extraction(frontends: list[str] | None = None, widths: tuple[str, ...]
             log(f"{name:>17} {width:>5}: plain {1 / t_plain:8.2f} clips/s, fast {1 / t_fast:8.2f} clips/s "
                 f"({t_plain / t_fast:.2f}x{f'; bf16 {t_plain / t_bf16:.2f}x' if bf16 else ''}), "
                 f"{row['fast_gflops']:.0f} GFLOP/s"
-                + stacked_note)
-            del fe
+                + stacked_note
+                + (f"; extraction {row['extract_clips_s']:8.2f} network-clips/s ({row['extract_speedup']:.2f}x plain, "
+                   f"batch {row['batch']}, {row['formulation']})" if extraction else ""))
+            del fe, nets
     return rows
+
+
+def _bench_pipeline(nets, x, t_plain: float, repeats: int, device: str, clock: str) -> dict:
+    """Network-clips/s of extract_features_many on copies of the clip ``x`` (see bench_extraction)."""
+    clip = (x[0, 0] if x.dim() == 4 else x[0]).cpu().numpy()
+    n_clips = 16 if t_plain < 0.05 else 4
+    clips = [clip.copy() for _ in range(n_clips)]
+    tuning.clear_tuned()
+    run = lambda: extract_features_many(nets, clips, device=device)  # noqa: E731
+    (t,) = _time_many([run], repeats, device, min_time=0.0,
+                      clock=time.process_time if clock == "cpu" else time.perf_counter)
+    per = t / (n_clips * len(nets))
+    chosen = tuning.tuned_choices()
+    batches = sorted({v for k, v in chosen.items() if k[0] == "batch"})
+    forms = sorted({v for k, v in chosen.items() if k[0] == "formulation"})
+    return {"extract_clips_s": 1 / per, "extract_speedup": t_plain / per,
+            "stack": min(len(nets), stack_size(nets[0], device)),
+            "batch": "/".join(map(str, batches)) or "1", "formulation": "/".join(forms) or "conv"}
 
 
 def geometric_mean(values: list[float]) -> float:
@@ -282,6 +315,20 @@ def extraction_markdown(rows: list[dict], *, info: dict, sgemm: float, seconds: 
             f"{min(r['stacked_speedup'] for r in rows):.2f}×); stacked / optimized "
             f"{geometric_mean([r['stacked_vs_fast'] for r in rows]):.2f}×; as extraction runs them (stacked where "
             f"'stacks') / plain {geometric_mean(used):.2f}× (slowest {min(used):.2f}×).")
+    if rows and "extract_speedup" in rows[0]:
+        n = max(rows[0].get("seeds") or 1, 1)
+        lines += ["", f"### As a study extracts ({n} networks per front-end, `extract_features_many`)", "",
+                  "Per network-clip, including clip preparation and copying the means out; formulation and "
+                  "batch size as measured by the first call; networks stacked per pass as `stack_size` says.", "",
+                  "| front-end | width | plain clips/s | extraction network-clips/s | speed-up | stacked | batch "
+                  "| formulation |", "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r['frontend']} | {r['width']} | {r['plain_clips_s']:.2f} | {r['extract_clips_s']:.2f} "
+                         f"| {r['extract_speedup']:.2f}× | {r['stack']} | {r['batch']} | {r['formulation']} |")
+        ratios = [r["extract_speedup"] for r in rows]
+        lines += ["", f"Geometric-mean speed-up as a study extracts / plain batch 1: **{geometric_mean(ratios):.2f}×** "
+                      f"(slowest {min(ratios):.2f}×, {min(rows, key=lambda r: r['extract_speedup'])['frontend']} "
+                      f"{min(rows, key=lambda r: r['extract_speedup'])['width']})."]
     lines.append("")
     return "\n".join(lines)
 
@@ -300,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="skip the bfloat16 timing (emulated, ~100x slower, on CPUs without AVX512-BF16)")
     p.add_argument("--seeds", type=int, default=3,
                    help="also time this many seeds' networks stacked as one (default 3, the protocol's runs; 0: skip)")
+    p.add_argument("--no-extraction", dest="extraction", action="store_false",
+                   help="skip timing extract_features_many as a study runs it")
     p.add_argument("--out", type=Path, default=None, help="write the Markdown here (default: print it)")
     p.add_argument("--grids", default="1000x3500,200x160",
                    help="also time the SVM/ELM grids fast vs plain at these n_train x n_features ('' = skip)")
@@ -315,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     widths = tuple(w.strip() for w in args.widths.split(","))
     rows = bench_extraction(names, widths, seconds=args.seconds, repeats=args.repeats, device=args.device,
                             sgemm=sgemm, clock=args.clock, log=lambda s: print(s, file=sys.stderr),
-                            conv_ref=conv_ref, seeds=args.seeds, bf16=args.bf16)
+                            conv_ref=conv_ref, seeds=args.seeds, bf16=args.bf16,
+                            extraction=args.extraction)
     sgemm_after = sgemm_gflops(device=args.device, clock=ref_clock)
     info["sgemm_after_GFLOPs"] = round(sgemm_after)
     text = extraction_markdown(rows, info=info, sgemm=sgemm, seconds=args.seconds, repeats=args.repeats,

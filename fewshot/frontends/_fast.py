@@ -44,10 +44,13 @@ by ~1e-2 relative but keeps clips ranked the same (tested).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["fast_maps", "use_gemm", "PRECISIONS", "set_block_elements"]
+__all__ = ["fast_maps", "formulations", "use_gemm", "effective_precision", "bf16_native", "PRECISIONS",
+           "set_block_elements"]
 
 PRECISIONS = ("float32", "bfloat16")
 
@@ -373,6 +376,67 @@ def _use_dnn(fe) -> bool:
     return False
 
 
+# ---------------------------------------------------------------------- FFT formulation: deep, wide layers
+def _conv_maybe_fft(conv, h: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+    """1-D conv of ``h [batch, C, T]`` with zero padding ``pad``: through the FFT where it pays (_fftconv.py)."""
+    from ._fftconv import fft_conv1d, worth_fft
+
+    k = conv.kernel_size[0]
+    if worth_fft(conv, h.shape[-1] + pad[0] + pad[1] - k + 1, 64):
+        return fft_conv1d(h, conv, pad, 64)
+    return F.conv1d(F.pad(h, pad) if pad != (0, 0) else h, conv.weight, conv.bias)
+
+
+def _backend_fft(be, h: torch.Tensor) -> list[torch.Tensor]:
+    e1 = F.relu(_conv_maybe_fft(be.b1, h, (0, 0)), inplace=True)
+    e2 = F.relu(_conv_maybe_fft(be.b2, e1, (3, 3)), inplace=True).add_(e1)
+    p = F.max_pool1d(e2, 2)
+    e3 = F.relu(_conv_maybe_fft(be.b3, p, (3, 3)), inplace=True).add_(p)
+    return [e1, e2, e3]
+
+
+def _frame_level_fft(fe, x: torch.Tensor) -> list[torch.Tensor]:
+    h = F.relu(fe.conv(x.unsqueeze(1)), inplace=True)
+    return [h, *_backend_fft(fe.backend, h)]
+
+
+def _frame_level_many_fft(fe, x: torch.Tensor) -> list[torch.Tensor]:
+    from ._waveform import _same_pad
+
+    n = x.shape[1]
+    fronts = [F.relu(conv(F.pad(x.unsqueeze(1), _same_pad(n, k, 32))), inplace=True)
+              for conv, k in zip(fe.convs, fe.KERNELS, strict=True)]
+    return [*fronts, *_backend_fft(fe.backend, torch.cat(fronts, 1))]
+
+
+def _vgg_fft(fe, x: torch.Tensor) -> list[torch.Tensor]:
+    from ._fftconv import fft_conv2d, worth_fft
+
+    maps = []
+    for conv, pool in zip(fe.convs, fe.POOLS, strict=True):
+        y = fft_conv2d(x, conv, (1, 1), 16) if worth_fft(conv, tuple(x.shape[-2:]), 16) else conv(x)
+        x = F.elu(F.max_pool2d(y, pool), inplace=True)
+        maps.append(x)
+    return maps
+
+
+def _fft_layers(fe, x: torch.Tensor) -> bool:
+    """Whether any layer of ``fe`` would run through the FFT on ``x`` (else the FFT formulation is the conv one)."""
+    from ._fftconv import worth_fft
+
+    name = type(fe).__name__
+    if name in ("FrameLevel", "FrameLevelMany"):
+        n = (x.shape[1] - 512) // 32 + 1 if name == "FrameLevel" else -(-x.shape[1] // 32)
+        return worth_fft(fe.backend.b1, n - 6, 64)
+    if name == "VGG":
+        t, f = x.shape[-2] // 4, x.shape[-1] // 2  # the second layer's map, the largest deep one
+        return len(fe.convs) > 1 and worth_fft(fe.convs[1], (t, f), 16)
+    return False
+
+
+_FFT_PATHS = {"FrameLevel": _frame_level_fft, "FrameLevelMany": _frame_level_many_fft, "VGG": _vgg_fft}
+
+
 _PATHS = {
     "SampleLevel": _sample_level,
     "FrameLevel": _frame_level,
@@ -406,9 +470,62 @@ def use_gemm(fe, precision: str = "float32", device: str = "cpu") -> bool:
     return False
 
 
+def bf16_native(device: str | torch.device = "cpu") -> bool:
+    """Whether bfloat16 matrix products run natively on ``device`` (CUDA, or a CPU with AVX512-BF16 / AMX)."""
+    if torch.device(device).type != "cpu":
+        return True
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - older builds
+        return "AVX512" in torch.backends.cpu.get_cpu_capability()
+
+
+_WARNED: set[str] = set()
+
+
+def effective_precision(precision: str, device: str | torch.device = "cpu") -> str:
+    """``precision``, except "bfloat16" on a CPU without native bfloat16, which falls back to "float32" with a
+    warning (emulated bfloat16 GEMMs measured 12–100× slower than float32 there)."""
+    if precision == "bfloat16" and not bf16_native(device):
+        if "bf16" not in _WARNED:
+            _WARNED.add("bf16")
+            import warnings
+
+            warnings.warn("precision='bfloat16' asked for, but this CPU has no native bfloat16 (AVX512-BF16 or "
+                          "AMX); emulated it runs 12-100x slower, so float32 is used instead", stacklevel=3)
+        return "float32"
+    return precision
+
+
+def formulations(fe, x: torch.Tensor, precision: str = "float32") -> dict[str, Callable[[], list[torch.Tensor]]]:
+    """The exact formulations of ``fe`` on the batch ``x``: name → function of no arguments giving the maps.
+
+    ``"conv"``: the front-end's own convolutions with pooling before the activation
+    (``fe._maps(x, plain=False)``); ``"mel"``: the mel bands as input channels of a conv1d
+    (vertical 7×96, the timbral branches); ``"gemm"``: patch matrices × kernels
+    (``precision`` applies here only); ``"fft"``: the wide deep layers through the FFT
+    (``_fftconv.py``; frame-level back-ends, VGG's second and later layers).
+    """
+    name = type(fe).__name__
+    out = {"conv": lambda: fe._maps(x, False)}
+    if name in _DNN_PATHS and _use_dnn(fe):
+        out["mel"] = lambda: _DNN_PATHS[name](fe, x)
+    if name in _PATHS:
+        out["gemm"] = lambda: _PATHS[name](fe, x.float(), _dtype(precision))
+    if name in _FFT_PATHS and _fft_layers(fe, x):
+        out["fft"] = lambda: _FFT_PATHS[name](fe, x)
+    return out
+
+
 def fast_maps(fe, x: torch.Tensor, precision: str = "float32", *, force: bool = False) -> list[torch.Tensor] | None:
-    """Feature maps of ``fe`` on a checked, padded batch through the GEMM formulation, or None when it is not
-    the faster path for ``fe`` (:func:`use_gemm`) and ``force`` is False.
+    """Feature maps of ``fe`` on a checked, padded batch through its fastest formulation, or None for the
+    front-end's own optimized ``_maps`` (front-ends without alternative formulations).
+
+    With tuning on (:mod:`fewshot.frontends.tuning`, the default) the formulations of
+    :func:`formulations` are timed on the first batch of each input shape and the
+    fastest is kept; with tuning off, the static choice measured on the development
+    CPUs (:func:`use_gemm`, the mel-channel paths). ``force=True`` always runs the
+    GEMM formulation.
 
     Parameters
     ----------
@@ -418,8 +535,20 @@ def fast_maps(fe, x: torch.Tensor, precision: str = "float32", *, force: bool = 
     precision : "float32" or "bfloat16"
     """
     fn = _PATHS.get(type(fe).__name__)
-    if fn is not None and (force or use_gemm(fe, precision, x.device.type)):
+    if fn is not None and force:
         return fn(fe, x.float(), _dtype(precision))
-    if not force and _use_dnn(fe) and getattr(fe, "gemm", None) is None:
+    if fn is None and type(fe).__name__ not in _DNN_PATHS and type(fe).__name__ not in _FFT_PATHS:
+        return None
+    from .tuning import architecture_key, length_bucket, pick_fastest, tuning_enabled
+
+    if tuning_enabled() and getattr(fe, "gemm", None) is None:
+        cands = formulations(fe, x, precision)
+        shape = tuple(x.shape[:-2]) + (length_bucket(x.shape[-2]), x.shape[-1]) if x.dim() == 4 else \
+            (x.shape[0], length_bucket(x.shape[-1]))
+        key = ("formulation", architecture_key(fe), shape, str(x.device), precision, torch.get_num_threads())
+        return pick_fastest(key, cands, x.device)
+    if fn is not None and use_gemm(fe, precision, x.device.type):
+        return fn(fe, x.float(), _dtype(precision))
+    if _use_dnn(fe) and getattr(fe, "gemm", None) is None:
         return _DNN_PATHS[type(fe).__name__](fe, x)
     return None

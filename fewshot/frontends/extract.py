@@ -15,8 +15,10 @@ import torch
 
 from ..exceptions import FewShotError, ParameterError
 from ._base import Frontend, check_maps, map_means
+from ._fast import effective_precision
+from .tuning import architecture_key, length_bucket, run_in_batches
 
-__all__ = ["extract_features", "resolve_device"]
+__all__ = ["extract_features", "resolve_device", "length_groups", "to_batch"]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -67,25 +69,31 @@ def prepare_clips(frontend: Frontend, inputs: Sequence[np.ndarray]) -> list[np.n
     return [_check_clip(frontend, i, x) for i, x in enumerate(inputs)]
 
 
-def prepared_batches(frontend: Frontend, clips: list[np.ndarray], dev: torch.device, batch_size: int):
-    """Yield ``(clip indices, batch tensor on dev)``: clips of one length together, ``batch_size`` at a time.
+def length_groups(clips: list[np.ndarray]) -> list[tuple[int, list[int]]]:
+    """``(length, clip indices)`` per distinct clip length, shortest first (a batch holds one length)."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, c in enumerate(clips):
+        groups[c.shape[0]].append(i)
+    return sorted(groups.items())
+
+
+def to_batch(frontend: Frontend, clips: list[np.ndarray], chunk: list[int], dev: torch.device) -> torch.Tensor:
+    """The clips ``chunk`` (of one length) as a batch tensor on ``dev``.
 
     Log-mel batches get their channel axis (``[batch, 1, n_frames, n_mels]``); on CUDA batches go through
     pinned memory with asynchronous copies.
     """
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i, c in enumerate(clips):
-        groups[c.shape[0]].append(i)
-    for length in sorted(groups):
-        idx = groups[length]
-        for start in range(0, len(idx), batch_size):
-            chunk = idx[start:start + batch_size]
-            batch = torch.from_numpy(np.stack([clips[i] for i in chunk]))
-            if frontend.input == "logmel":
-                batch = batch.unsqueeze(1)
-            if dev.type == "cuda":
-                batch = batch.pin_memory().to(dev, non_blocking=True)
-            yield chunk, batch
+    batch = torch.from_numpy(np.stack([clips[i] for i in chunk]))
+    if frontend.input == "logmel":
+        batch = batch.unsqueeze(1)
+    if dev.type == "cuda":
+        batch = batch.pin_memory().to(dev, non_blocking=True)
+    return batch
+
+
+def batch_key(module: torch.nn.Module, length: int, dev: torch.device, precision: str) -> tuple:
+    """What a CPU batch-size choice depends on (see :func:`fewshot.frontends.tuning.run_in_batches`)."""
+    return ("batch", architecture_key(module), length_bucket(length), str(dev), precision, torch.get_num_threads())
 
 
 def extract_features(
@@ -117,7 +125,9 @@ def extract_features(
     device : str or torch.device, default="cpu"
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
     batch_size : int, optional
-        Clips per forward pass; default ``frontend.default_batch_size(device)`` (1 on CPU).
+        Clips per forward pass. Default: on CPU, 1 or 4, whichever is measured faster per clip on the
+        first clips (:func:`fewshot.frontends.tuning.run_in_batches`); on CUDA
+        ``frontend.default_batch_size(device)``.
     layers : sequence of str, optional
         Feature layers to keep (``frontend.feature_layers``); default all.
     progress : callable, optional
@@ -125,8 +135,9 @@ def extract_features(
     plain : bool, default=False
         Use the plain definition instead of the optimized one (benchmarks, tests).
     precision : "float32" or "bfloat16", default="float32"
-        bfloat16 runs the GEMM formulations' matrix products in bfloat16 (features within ~1e-2; clips rank
-        the same, tested); see ``fewshot/frontends/_fast.py``.
+        bfloat16 lets the GEMM formulations run their matrix products in bfloat16 (features within ~1e-2;
+        clips rank the same, tested) where that is measured faster; see ``fewshot/frontends/_fast.py``. On a
+        CPU without native bfloat16 it falls back to float32 with a warning.
 
     Returns
     -------
@@ -140,8 +151,9 @@ def extract_features(
         A (user) front-end returned something that is not a list of feature maps.
     """
     dev = resolve_device(device)
-    bs = check_batch_size(batch_size) or frontend.default_batch_size(dev)
+    check_batch_size(batch_size)
     check_precision(precision)
+    precision = effective_precision(precision, dev)
     clips = prepare_clips(frontend, inputs)
     n_out = frontend.n_features_of(layers) if layers is not None else None
     names = frontend._layer_names(layers) if layers is not None else None
@@ -154,24 +166,32 @@ def extract_features(
     if home is not None and home != dev:
         frontend.to(dev)
     done = 0
+
+    def run(chunk: list[int]) -> None:
+        nonlocal out, done
+        batch = to_batch(frontend, clips, chunk, dev)
+        maps = check_maps(frontend.name, frontend.forward(batch, plain=plain), len(chunk))
+        if names is not None:
+            maps = [m for n, m in zip(frontend.feature_layers, maps, strict=True) if n in names]
+        feats = map_means(maps).float().cpu().numpy()
+        if out is None:
+            out = np.empty((len(clips), n_out or feats.shape[1]), dtype=np.float32)
+        if feats.shape[1] != out.shape[1]:
+            raise FewShotError(
+                f"front-end {frontend.name!r} gave {feats.shape[1]} features for some clips and "
+                f"{out.shape[1]} for others; feature maps must have a fixed number of channels"
+            )
+        out[chunk] = feats
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(clips))
+
     try:
         with torch.inference_mode():
-            for chunk, batch in prepared_batches(frontend, clips, dev, bs):
-                maps = check_maps(frontend.name, frontend.forward(batch, plain=plain), len(chunk))
-                if names is not None:
-                    maps = [m for n, m in zip(frontend.feature_layers, maps, strict=True) if n in names]
-                feats = map_means(maps).float().cpu().numpy()
-                if out is None:
-                    out = np.empty((len(clips), n_out or feats.shape[1]), dtype=np.float32)
-                if feats.shape[1] != out.shape[1]:
-                    raise FewShotError(
-                        f"front-end {frontend.name!r} gave {feats.shape[1]} features for some clips and "
-                        f"{out.shape[1]} for others; feature maps must have a fixed number of channels"
-                    )
-                out[chunk] = feats
-                done += len(chunk)
-                if progress is not None:
-                    progress(done, len(clips))
+            for length, idx in length_groups(clips):
+                default = frontend.default_batch_size(dev)
+                run_in_batches(batch_key(frontend, length, dev, precision), idx, run, device=dev, default=default,
+                               batch_size=batch_size or (default if plain else None))  # plain: as defined
     finally:
         frontend.precision = saved_precision
         if home is not None and home != dev:

@@ -40,16 +40,20 @@ from torch import nn
 
 from ..exceptions import ParameterError
 from ._base import Frontend
+from ._fast import effective_precision
 from ._spectrogram import VGG, CnnMusic, Vertical
 from ._waveform import FrameLevel, FrameLevelMany, SampleLevel
 from .extract import (
+    batch_key,
     check_batch_size,
     check_precision,
     extract_features,
+    length_groups,
     prepare_clips,
-    prepared_batches,
     resolve_device,
+    to_batch,
 )
+from .tuning import run_in_batches
 
 __all__ = ["StackedFrontend", "stack_frontends", "stacking_problem", "stack_size", "extract_features_many",
            "MAX_SEEDS"]
@@ -319,6 +323,7 @@ def extract_features_many(
     dev = resolve_device(device)
     check_batch_size(batch_size)
     check_precision(precision)
+    precision = effective_precision(precision, dev)
     inputs = list(inputs)
     total = len(frontends) * len(inputs)
     size = stack_size(frontends[0], dev, precision)
@@ -347,14 +352,19 @@ def _extract_stacked(frontends: list[Frontend], inputs: list[np.ndarray], dev: t
     clips = prepare_clips(first, inputs)
     out = [np.empty((len(clips), first.n_features_of(layers)), dtype=np.float32) for _ in frontends]
     stacked = stack_frontends(frontends).to(dev)
-    bs = batch_size or first.default_batch_size(dev)
     done = 0
+
+    def run(chunk: list[int]) -> None:
+        nonlocal done
+        feats = stacked.features(to_batch(first, clips, chunk, dev), layers=layers).float().cpu().numpy()
+        for k, rows in enumerate(feats):
+            out[k][chunk] = rows
+        done += len(chunk)
+        if progress is not None:
+            progress(done * len(frontends), len(clips) * len(frontends))
+
     with torch.inference_mode():
-        for chunk, batch in prepared_batches(first, clips, dev, bs):
-            feats = stacked.features(batch, layers=layers).float().cpu().numpy()
-            for k, rows in enumerate(feats):
-                out[k][chunk] = rows
-            done += len(chunk)
-            if progress is not None:
-                progress(done * len(frontends), len(clips) * len(frontends))
+        for length, idx in length_groups(clips):
+            run_in_batches(batch_key(stacked.net, length, dev, "float32"), idx, run, batch_size=batch_size,
+                           device=dev, default=first.default_batch_size(dev))
     return out

@@ -1,0 +1,172 @@
+"""Measured choices for feature extraction: which formulation and batch size run fastest on the machine at hand.
+
+Why measure instead of a table: the fastest formulation of a random CNN depends on
+the CPU. On an AVX-512 Zen 4 host oneDNN's direct convolutions ran at twice MKL's
+sgemm, so the conv formulations won everywhere; on an AVX2 host of the same family
+the GEMM formulation of the wide timbral front-end was 1.25× faster than the conv
+one, and the mel-channel formulation of the narrow timbral front-end lost to the
+plain conv (0.87×). A table tuned on one CPU made extraction slower than the
+plain definition on the other (docs/performance.md).
+
+So the first time a front-end architecture meets an input shape, each candidate
+formulation (:func:`fewshot.frontends._fast.formulations`) runs on that very batch
+— one warm-up call (oneDNN primitive creation, cached kernels) and two timed calls
+— and the fastest is remembered for the process; its output is returned, so the
+features are never computed by a path other than one of the exact formulations
+(they agree within float tolerance, tested in ``tests/test_perf_paths.py``).
+Candidates whose warm-up is over 3× the best warm-up so far are not timed further
+(an emulated bfloat16 GEMM would otherwise cost minutes). The same is done for
+the CPU batch size (1 or :data:`BATCH_CANDIDATE` clips per pass) on the first
+clips of an extraction, all of whose outputs are used.
+
+Choices are keyed by architecture (parameter shapes, so every seed of one
+front-end shares them), input shape (length rounded to a power of two), device,
+precision and torch's thread count. ``FEWSHOT_TUNE=off`` in the environment (or
+:func:`set_tuning`) turns measuring off: the formulations measured fastest on the
+development CPUs are used (``use_gemm`` in ``_fast.py``) and batch 1 on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+
+__all__ = ["tuning_enabled", "set_tuning", "tuned_choices", "clear_tuned", "pick_fastest", "run_in_batches",
+           "architecture_key", "BATCH_CANDIDATE"]
+
+#: The batch size tried against 1 on CPU (batches of 16 were measured slower per clip on 29-s clips).
+BATCH_CANDIDATE = 4
+
+_STATE = {"enabled": os.environ.get("FEWSHOT_TUNE", "on").strip().lower() not in ("off", "0", "false", "no")}
+_CHOICES: dict[tuple, object] = {}
+#: Candidates whose warm-up call is slower than this × the best warm-up are dropped without timing.
+_DROP_FACTOR = 3.0
+
+
+def tuning_enabled() -> bool:
+    """Whether formulations and batch sizes are measured (default; ``FEWSHOT_TUNE=off`` turns it off)."""
+    return _STATE["enabled"]
+
+
+def set_tuning(enabled: bool) -> None:
+    """Turn measuring on or off for this process (forgets earlier choices)."""
+    _STATE["enabled"] = bool(enabled)
+    _CHOICES.clear()
+
+
+def tuned_choices() -> dict[tuple, object]:
+    """A copy of the choices made so far in this process: key → candidate name or batch size."""
+    return dict(_CHOICES)
+
+
+def clear_tuned() -> None:
+    """Forget every choice (the next extraction measures again)."""
+    _CHOICES.clear()
+
+
+def architecture_key(module: torch.nn.Module) -> tuple:
+    """What determines a front-end's speed: class, name and every parameter's shape (not the seed)."""
+    sig = module.__dict__.get("_architecture_key")
+    if sig is None:
+        shapes = tuple(tuple(p.shape) for p in module.parameters())
+        sig = (type(module).__name__, getattr(module, "name", ""), shapes)
+        module.__dict__["_architecture_key"] = sig
+    return sig
+
+
+def length_bucket(n: int) -> int:
+    """``n`` rounded to the nearest power of two (choices hold across nearby lengths)."""
+    return 1 << max(0, round(math.log2(max(n, 1))))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return time.perf_counter() - t0, out
+
+
+def pick_fastest(key: tuple, candidates: dict[str, Callable[[], object]], device: torch.device,
+                 repeats: int = 2) -> object:
+    """Run the remembered choice for ``key``, or measure every candidate and remember the fastest.
+
+    Parameters
+    ----------
+    key : tuple
+        What the choice depends on (:func:`architecture_key`, input shape, device, ...).
+    candidates : dict of str to callable
+        Name → a function of no arguments computing the same result by one formulation.
+    device : torch.device
+        Where the candidates run (CUDA is synchronised around each timed call).
+    repeats : int, default=2
+        Timed calls per candidate after its warm-up call; the best is compared.
+
+    Returns
+    -------
+    object
+        The chosen candidate's result (from its last call when measuring).
+    """
+    choice = _CHOICES.get(key)
+    if choice in candidates:
+        return candidates[choice]()
+    if len(candidates) == 1 or not tuning_enabled():
+        return next(iter(candidates.values()))()
+    best_name, best_time, best_out, best_warm = None, math.inf, None, math.inf
+    for name, fn in candidates.items():
+        warm, out = _timed(fn, device)
+        if warm > _DROP_FACTOR * best_warm:
+            continue
+        best_warm = min(best_warm, warm)
+        t = math.inf
+        for _ in range(repeats):
+            dt, out = _timed(fn, device)
+            t = min(t, dt)
+        if t < best_time:
+            best_name, best_time, best_out = name, t, out
+        del out
+    _CHOICES[key] = best_name
+    return best_out
+
+
+def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]], None], *,
+                   batch_size: int | None, device: torch.device, default: int) -> None:
+    """Call ``run(chunk)`` over ``indices`` in chunks (clips of one length).
+
+    The chunk size is ``batch_size`` when given; on CUDA (or with tuning off)
+    ``default``; on CPU the remembered choice for ``key``, or, with at least
+    ``4 · BATCH_CANDIDATE`` clips, measured: one chunk of 1 and one of
+    :data:`BATCH_CANDIDATE` warm up, the next of each is timed, and the faster per
+    clip is kept for the rest (every chunk's output is used).
+    """
+    idx = list(indices)
+    size = batch_size
+    if size is None:
+        size = default
+        if device.type == "cpu" and tuning_enabled():
+            remembered = _CHOICES.get(key)
+            if remembered is not None:
+                size = int(remembered)
+            elif len(idx) >= 4 * BATCH_CANDIDATE:
+                per_clip = {}
+                pos = 0
+                for b in (1, BATCH_CANDIDATE):
+                    run(idx[pos:pos + b])
+                    pos += b
+                    dt, _ = _timed(lambda b=b, pos=pos: run(idx[pos:pos + b]), device)
+                    pos += b
+                    per_clip[b] = dt / b
+                size = min(per_clip, key=per_clip.get)
+                _CHOICES[key] = size
+                idx = idx[pos:]
+    for start in range(0, len(idx), size):
+        run(idx[start:start + size])

@@ -1,0 +1,136 @@
+"""Measured choices (fewshot/frontends/tuning.py): every candidate is exact, the fastest is kept, nothing is lost."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from fewshot.frontends import FRONTENDS, create_frontend, tuning
+from fewshot.frontends._fast import formulations
+from fewshot.frontends.extract import extract_features
+
+CNNS = [n for n in FRONTENDS.names() if FRONTENDS.get(n).meta["widths"] is not None]
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_choices():
+    tuning.clear_tuned()
+    yield
+    tuning.set_tuning(True)
+
+
+def _input(fe, batch: int, length: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(3)
+    if fe.input == "logmel":
+        return -40.0 + 10.0 * torch.randn(batch, 1, length, 96, generator=g)
+    return 0.1 * torch.randn(batch, length, generator=g)
+
+
+@pytest.mark.parametrize("name", CNNS)
+def test_every_candidate_formulation_equals_plain(name):
+    fe = create_frontend(name, filters=5, seed=1)
+    x = fe._check_input(_input(fe, 2, 1290 if fe.name == "vgg" else (41 if fe.input == "logmel" else 5003)))
+    with torch.inference_mode():
+        plain = fe.forward(x, plain=True)
+        cands = formulations(fe, x)
+        assert "conv" in cands
+        for label, fn in cands.items():
+            for got, ref in zip(fn(), plain, strict=True):
+                assert got.shape == ref.shape, label
+                atol = 1e-6 * float(ref.abs().max()) + 1e-6  # float32 sums of ~600 products
+                torch.testing.assert_close(got, ref, rtol=1e-4, atol=atol, msg=label)
+
+
+def test_pick_fastest_keeps_the_fastest_and_returns_its_result():
+    calls = {"slow": 0, "fast": 0}
+
+    def make(label, seconds):
+        def fn():
+            calls[label] += 1
+            time.sleep(seconds)
+            return label
+        return fn
+
+    cands = {"slow": make("slow", 0.02), "fast": make("fast", 0.002)}
+    assert tuning.pick_fastest(("k",), cands, CPU) == "fast"
+    assert tuning.tuned_choices()[("k",)] == "fast"
+    assert calls == {"slow": 3, "fast": 3}  # a warm-up and two timed calls each
+    assert tuning.pick_fastest(("k",), cands, CPU) == "fast"  # remembered: one call, no timing
+    assert calls == {"slow": 3, "fast": 4}
+
+
+def test_pick_fastest_drops_a_candidate_whose_warm_up_is_far_slower():
+    calls = {"a": 0, "b": 0}
+
+    def a():
+        calls["a"] += 1
+        time.sleep(0.002)
+        return "a"
+
+    def b():
+        calls["b"] += 1
+        time.sleep(0.05)
+        return "b"
+
+    assert tuning.pick_fastest(("drop",), {"a": a, "b": b}, CPU) == "a"
+    assert calls == {"a": 3, "b": 1}
+
+
+def test_pick_fastest_with_tuning_off_runs_the_first_candidate_only():
+    tuning.set_tuning(False)
+    got = tuning.pick_fastest(("off",), {"x": lambda: 1, "y": lambda: 2}, CPU)
+    assert got == 1 and tuning.tuned_choices() == {}
+
+
+@pytest.mark.parametrize("n", [0, 3, 16, 37])
+def test_run_in_batches_covers_every_clip_once(n):
+    seen: list[list[int]] = []
+    tuning.run_in_batches(("b", n), range(n), seen.append, batch_size=None, device=CPU, default=1)
+    flat = [i for chunk in seen for i in chunk]
+    assert sorted(flat) == list(range(n))
+    assert all(1 <= len(c) <= tuning.BATCH_CANDIDATE for c in seen)
+    if n >= 4 * tuning.BATCH_CANDIDATE:
+        assert tuning.tuned_choices()[("b", n)] in (1, tuning.BATCH_CANDIDATE)
+        size = tuning.tuned_choices()[("b", n)]
+        assert all(len(c) == size for c in seen[4:-1])  # after the two measured sizes, the chosen one
+    else:
+        assert all(len(c) == 1 for c in seen)  # too few clips to measure: the default
+
+
+def test_run_in_batches_prefers_the_cheaper_per_clip_size():
+    def run(chunk):  # fixed cost per call: larger batches win per clip
+        time.sleep(0.01)
+
+    tuning.run_in_batches(("fixed",), range(20), run, batch_size=None, device=CPU, default=1)
+    assert tuning.tuned_choices()[("fixed",)] == tuning.BATCH_CANDIDATE
+
+    def run_linear(chunk):  # cost grows faster than the batch: batch 1 wins
+        time.sleep(0.004 * len(chunk) ** 2)
+
+    tuning.run_in_batches(("linear",), range(20), run_linear, batch_size=None, device=CPU, default=1)
+    assert tuning.tuned_choices()[("linear",)] == 1
+
+
+def test_an_explicit_batch_size_is_used_as_given():
+    seen = []
+    tuning.run_in_batches(("given",), range(10), seen.append, batch_size=3, device=CPU, default=1)
+    assert [len(c) for c in seen] == [3, 3, 3, 1] and ("given",) not in tuning.tuned_choices()
+
+
+@pytest.mark.parametrize("name", ["timbral", "vertical_7x96", "frame_level"])
+def test_tuned_extraction_equals_untuned(name):
+    fe = create_frontend(name, filters=4, seed=0)
+    rng = np.random.default_rng(0)
+    shape = (60, 96) if fe.input == "logmel" else (3000,)
+    clips = [rng.normal(-40 if fe.input == "logmel" else 0, 10 if fe.input == "logmel" else 0.1,
+                        shape).astype(np.float32) for _ in range(20)]
+    tuned = extract_features(fe, clips)
+    assert any(k[0] == "formulation" for k in tuning.tuned_choices())
+    assert any(k[0] == "batch" for k in tuning.tuned_choices())
+    tuning.set_tuning(False)
+    np.testing.assert_allclose(tuned, extract_features(fe, clips), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(tuned, extract_features(fe, clips, plain=True), rtol=1e-4, atol=1e-5)
