@@ -59,7 +59,7 @@ def test_gemm_blocks_do_not_change_features(name):
 
 
 def test_mel_channel_conv_equals_conv2d_max():
-    from fewshot.frontends._fast import mel_conv_max
+    from fewshot.frontends._melconv import mel_conv_max
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 1, 40, 96, generator=g)

@@ -13,7 +13,7 @@ from fewshot.frontends.extract import extract_features
 from fewshot.frontends.stacked import MAX_SEEDS, extract_features_many, stack_frontends, stack_size
 
 CNNS = [n for n in FRONTENDS.names() if FRONTENDS.get(n).meta["widths"] is not None]
-TOL = {"rtol": 1e-4, "atol": 1e-5}
+TOL = {"rtol": 1e-4, "atol": 1e-4}  # formulations differ by float rounding (~1e-6 of maps up to ~100)
 
 
 def _batch(fe, batch: int, length: int, seed: int = 0) -> torch.Tensor:

@@ -1,16 +1,18 @@
-"""Fast formulations of the random-weight CNNs, chosen per front-end, device and precision by ``Frontend.forward``.
+"""Fast formulations of the random-weight CNNs; ``Frontend.forward`` runs the fastest one for the machine at hand.
 
-Which path runs (measured on a 2-core AMD Zen 4, docs/performance.md):
-
-- CPU float32: oneDNN's direct convolutions use AVX-512 there (160–190 GFLOP/s per
-  core) while MKL's sgemm runs AVX2 kernels (~95), so GEMM reformulations lose
-  (0.3–0.7×) and the conv formulations stay: pool / max over frequency before the
-  monotonic activation (``_maps``) and, for the 7×96 vertical filter and the
-  1×38 timbral branch, the mel bands as *input channels* of a conv1d
-  (:func:`mel_conv_max`) instead of a 1-channel conv2d (2–2.6×);
-- CPU bfloat16 (``precision="bfloat16"``): the GEMM formulations below for the wide
-  front-ends and the vertical filters (AVX512-BF16);
-- CUDA: the GEMM formulations for every front-end that has one.
+Every front-end has up to four exact formulations (:func:`formulations`): its own
+convolutions with pooling / the max over frequency before the monotonic
+activation (``"conv"``), the mel bands as input channels of a conv1d (``"mel"``,
+the 7×96 vertical filter and the timbral branches), patch matrices × kernels
+(``"gemm"``, below) and the FFT for wide deep layers (``"fft"``, ``_fftconv.py``).
+Which is fastest depends on the CPU: on an AVX-512 Zen 4 host oneDNN's direct
+convolutions ran at twice MKL's sgemm, so "conv" / "mel" won nearly everywhere; on
+an AVX2 host "gemm" won for the wide timbral front-ends and "conv" beat "mel" for
+the narrow ones. So the choice is measured on the first batch of each input shape
+(:mod:`fewshot.frontends.tuning`, on by default); with tuning off
+(``FEWSHOT_TUNE=off``) the choice measured on the AVX-512 host is used
+(:func:`use_gemm`, the mel-channel paths). ``Frontend.gemm = True`` forces "gemm",
+``False`` forces "conv".
 
 GEMM formulations:
 
@@ -48,6 +50,9 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
+from ._fftconv import FFT_PATHS, fft_layers
+from ._melconv import DNN_PATHS, use_mel_channels
 
 __all__ = ["fast_maps", "formulations", "use_gemm", "effective_precision", "bf16_native", "PRECISIONS",
            "set_block_elements"]
@@ -291,152 +296,6 @@ def _cnn_music(fe, x: torch.Tensor, dtype) -> list[torch.Tensor]:
     return maps
 
 
-# ---------------------------------------------------------------------- oneDNN formulation: mel bands as channels
-def _mel_weight(fe, key, conv, s: int, f0: int, n_pos: int) -> torch.Tensor:
-    """Zero-padded kernels for output frequency positions f0 … f0+n_pos−1 as one conv1d over mel channels:
-    ``[n_pos · F, n_pos + kf − 1, kt]`` (cached on the front-end)."""
-    cache = fe.__dict__.setdefault("_mel_weights", {})
-    k = (key, s, f0, conv.weight.device, conv.weight.dtype)
-    if k not in cache:
-        fo, _, kt, kf = conv.weight.shape
-        w = conv.weight[:, 0].permute(0, 2, 1)  # [F, kf, kt]
-        wz = w.new_zeros(n_pos, fo, n_pos + kf - 1, kt)
-        for j in range(n_pos):
-            wz[j, :, j:j + kf] = w
-        cache[k] = wz.view(n_pos * fo, n_pos + kf - 1, kt)
-    return cache[k]
-
-
-def mel_conv_max(fe, key, conv, xc: torch.Tensor, *, pad: int, s: int) -> torch.Tensor:
-    """``max over frequency positions of conv2d(x, w)`` with the mel bands as input channels.
-
-    ``xc`` is the log-mel laid out ``[batch, n_mels, T]`` (contiguous). Output positions are
-    taken ``s`` at a time: one conv1d with ``s + kf − 1`` input channels (a contiguous slice of
-    the bands) and ``s · F`` zero-padded kernels, then the max over the ``s`` positions; oneDNN
-    runs these at near its AVX-512 peak, unlike a 1-input-channel conv2d. Returns ``[batch, F, T']``
-    before the activation (the caller applies the monotonic ReLU after the max).
-    """
-    fo, _, kt, kf = conv.weight.shape
-    n_pos = xc.shape[1] - kf + 1
-    out = None
-    for f0 in range(0, n_pos, s):
-        m = min(s, n_pos - f0)
-        w = _mel_weight(fe, key, conv, s, f0, m)
-        y = F.conv1d(xc[:, f0:f0 + m + kf - 1], w, padding=pad)
-        y = y.view(y.shape[0], m, fo, -1).amax(1) if m > 1 else y
-        out = y if out is None else torch.maximum(out, y, out=out)
-    return out + conv.bias.view(1, -1, 1)
-
-
-def _mel_step(kt: int, kf: int, n_filters: int) -> int | None:
-    """Positions per call for the mel-channel formulation, or None where conv2d + max stays faster."""
-    if kf == 96:
-        return 1
-    if kf == 38 and kt == 1:
-        return 4
-    return None
-
-
-def _vertical_dnn(fe, x: torch.Tensor) -> list[torch.Tensor]:
-    xc = x[:, 0].transpose(1, 2).contiguous()
-    y = mel_conv_max(fe, "v", fe.conv, xc, pad=0, s=1)
-    return [F.relu(y, inplace=True).unsqueeze(-1)]
-
-
-def _cnn_music_dnn(fe, x: torch.Tensor) -> list[torch.Tensor]:
-    """Timbral branches: mel-channel conv1d where faster, else conv2d + max over frequency; temporal: as defined."""
-    maps = []
-    xc = x[:, 0].transpose(1, 2).contiguous() if len(fe.timbral) else None
-    for i, conv in enumerate(fe.timbral):
-        kt, kf = conv.kernel_size
-        s = _mel_step(kt, kf, conv.out_channels)
-        if s is None:
-            xp = F.pad(x, (0, 0, (kt - 1) // 2, (kt - 1) // 2))
-            y = F.conv2d(xp, conv.weight, conv.bias).amax(-1)
-        else:
-            y = mel_conv_max(fe, i, conv, xc, pad=(kt - 1) // 2, s=s)
-        maps.append(F.relu(y, inplace=True).unsqueeze(-1))
-    if len(fe.temporal):
-        signal = x.mean(dim=3)
-        for conv, k in zip(fe.temporal, fe.kernels, strict=True):
-            left = (k - 1) // 2
-            maps.append(F.relu(conv(F.pad(signal, (left, k - 1 - left))), inplace=True))
-    return maps
-
-
-_DNN_PATHS = {"Vertical": _vertical_dnn, "CnnMusic": _cnn_music_dnn}
-
-
-def _use_dnn(fe) -> bool:
-    name = type(fe).__name__
-    if name == "Vertical":
-        return fe.conv.kernel_size[1] == 96
-    if name == "CnnMusic":
-        return len(fe.timbral) > 0
-    return False
-
-
-# ---------------------------------------------------------------------- FFT formulation: deep, wide layers
-def _conv_maybe_fft(conv, h: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
-    """1-D conv of ``h [batch, C, T]`` with zero padding ``pad``: through the FFT where it pays (_fftconv.py)."""
-    from ._fftconv import fft_conv1d, worth_fft
-
-    k = conv.kernel_size[0]
-    if worth_fft(conv, h.shape[-1] + pad[0] + pad[1] - k + 1, 64):
-        return fft_conv1d(h, conv, pad, 64)
-    return F.conv1d(F.pad(h, pad) if pad != (0, 0) else h, conv.weight, conv.bias)
-
-
-def _backend_fft(be, h: torch.Tensor) -> list[torch.Tensor]:
-    e1 = F.relu(_conv_maybe_fft(be.b1, h, (0, 0)), inplace=True)
-    e2 = F.relu(_conv_maybe_fft(be.b2, e1, (3, 3)), inplace=True).add_(e1)
-    p = F.max_pool1d(e2, 2)
-    e3 = F.relu(_conv_maybe_fft(be.b3, p, (3, 3)), inplace=True).add_(p)
-    return [e1, e2, e3]
-
-
-def _frame_level_fft(fe, x: torch.Tensor) -> list[torch.Tensor]:
-    h = F.relu(fe.conv(x.unsqueeze(1)), inplace=True)
-    return [h, *_backend_fft(fe.backend, h)]
-
-
-def _frame_level_many_fft(fe, x: torch.Tensor) -> list[torch.Tensor]:
-    from ._waveform import _same_pad
-
-    n = x.shape[1]
-    fronts = [F.relu(conv(F.pad(x.unsqueeze(1), _same_pad(n, k, 32))), inplace=True)
-              for conv, k in zip(fe.convs, fe.KERNELS, strict=True)]
-    return [*fronts, *_backend_fft(fe.backend, torch.cat(fronts, 1))]
-
-
-def _vgg_fft(fe, x: torch.Tensor) -> list[torch.Tensor]:
-    from ._fftconv import fft_conv2d, worth_fft
-
-    maps = []
-    for conv, pool in zip(fe.convs, fe.POOLS, strict=True):
-        y = fft_conv2d(x, conv, (1, 1), 16) if worth_fft(conv, tuple(x.shape[-2:]), 16) else conv(x)
-        x = F.elu(F.max_pool2d(y, pool), inplace=True)
-        maps.append(x)
-    return maps
-
-
-def _fft_layers(fe, x: torch.Tensor) -> bool:
-    """Whether any layer of ``fe`` would run through the FFT on ``x`` (else the FFT formulation is the conv one)."""
-    from ._fftconv import worth_fft
-
-    name = type(fe).__name__
-    if name in ("FrameLevel", "FrameLevelMany"):
-        n = (x.shape[1] - 512) // 32 + 1 if name == "FrameLevel" else -(-x.shape[1] // 32)
-        return worth_fft(fe.backend.b1, n - 6, 64)
-    if name == "VGG":
-        t, f = x.shape[-2] // 4, x.shape[-1] // 2  # the second layer's map, the largest deep one
-        return len(fe.convs) > 1 and worth_fft(fe.convs[1], (t, f), 16)
-    return False
-
-
-_FFT_PATHS = {"FrameLevel": _frame_level_fft, "FrameLevelMany": _frame_level_many_fft, "VGG": _vgg_fft}
-
-
 _PATHS = {
     "SampleLevel": _sample_level,
     "FrameLevel": _frame_level,
@@ -508,12 +367,12 @@ def formulations(fe, x: torch.Tensor, precision: str = "float32") -> dict[str, C
     """
     name = type(fe).__name__
     out = {"conv": lambda: fe._maps(x, False)}
-    if name in _DNN_PATHS and _use_dnn(fe):
-        out["mel"] = lambda: _DNN_PATHS[name](fe, x)
+    if name in DNN_PATHS and use_mel_channels(fe):
+        out["mel"] = lambda: DNN_PATHS[name](fe, x)
     if name in _PATHS:
         out["gemm"] = lambda: _PATHS[name](fe, x.float(), _dtype(precision))
-    if name in _FFT_PATHS and _fft_layers(fe, x):
-        out["fft"] = lambda: _FFT_PATHS[name](fe, x)
+    if name in FFT_PATHS and fft_layers(fe, x):
+        out["fft"] = lambda: FFT_PATHS[name](fe, x)
     return out
 
 
@@ -537,7 +396,7 @@ def fast_maps(fe, x: torch.Tensor, precision: str = "float32", *, force: bool = 
     fn = _PATHS.get(type(fe).__name__)
     if fn is not None and force:
         return fn(fe, x.float(), _dtype(precision))
-    if fn is None and type(fe).__name__ not in _DNN_PATHS and type(fe).__name__ not in _FFT_PATHS:
+    if fn is None and type(fe).__name__ not in DNN_PATHS and type(fe).__name__ not in FFT_PATHS:
         return None
     from .tuning import architecture_key, length_bucket, pick_fastest, tuning_enabled
 
@@ -549,6 +408,6 @@ def fast_maps(fe, x: torch.Tensor, precision: str = "float32", *, force: bool = 
         return pick_fastest(key, cands, x.device)
     if fn is not None and use_gemm(fe, precision, x.device.type):
         return fn(fe, x.float(), _dtype(precision))
-    if _use_dnn(fe) and getattr(fe, "gemm", None) is None:
-        return _DNN_PATHS[type(fe).__name__](fe, x)
+    if use_mel_channels(fe) and getattr(fe, "gemm", None) is None:
+        return DNN_PATHS[type(fe).__name__](fe, x)
     return None

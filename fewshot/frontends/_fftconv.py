@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["fft_conv1d", "fft_conv2d", "worth_fft"]
+__all__ = ["fft_conv1d", "fft_conv2d", "worth_fft", "fft_layers", "FFT_PATHS"]
 
 #: Fewest input channels and output tiles for which the FFT path is offered (below: the direct conv).
 MIN_CHANNELS = 64
@@ -125,3 +125,58 @@ def fft_conv2d(x: torch.Tensor, conv: nn.Conv2d, pad: tuple[int, int] = (0, 0), 
     if conv.bias is not None:
         y = y + conv.bias.view(1, -1, 1, 1)
     return y
+
+
+# ---------------------------------------------------------------------- the FFT formulations of the front-ends
+def _conv_maybe_fft(conv, h: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+    """1-D conv of ``h [batch, C, T]`` with zero padding ``pad``: through the FFT where it pays (_fftconv.py)."""
+    k = conv.kernel_size[0]
+    if worth_fft(conv, h.shape[-1] + pad[0] + pad[1] - k + 1, 64):
+        return fft_conv1d(h, conv, pad, 64)
+    return F.conv1d(F.pad(h, pad) if pad != (0, 0) else h, conv.weight, conv.bias)
+
+
+def _backend_fft(be, h: torch.Tensor) -> list[torch.Tensor]:
+    e1 = F.relu(_conv_maybe_fft(be.b1, h, (0, 0)), inplace=True)
+    e2 = F.relu(_conv_maybe_fft(be.b2, e1, (3, 3)), inplace=True).add_(e1)
+    p = F.max_pool1d(e2, 2)
+    e3 = F.relu(_conv_maybe_fft(be.b3, p, (3, 3)), inplace=True).add_(p)
+    return [e1, e2, e3]
+
+
+def _frame_level_fft(fe, x: torch.Tensor) -> list[torch.Tensor]:
+    h = F.relu(fe.conv(x.unsqueeze(1)), inplace=True)
+    return [h, *_backend_fft(fe.backend, h)]
+
+
+def _frame_level_many_fft(fe, x: torch.Tensor) -> list[torch.Tensor]:
+    from ._waveform import _same_pad
+
+    n = x.shape[1]
+    fronts = [F.relu(conv(F.pad(x.unsqueeze(1), _same_pad(n, k, 32))), inplace=True)
+              for conv, k in zip(fe.convs, fe.KERNELS, strict=True)]
+    return [*fronts, *_backend_fft(fe.backend, torch.cat(fronts, 1))]
+
+
+def _vgg_fft(fe, x: torch.Tensor) -> list[torch.Tensor]:
+    maps = []
+    for conv, pool in zip(fe.convs, fe.POOLS, strict=True):
+        y = fft_conv2d(x, conv, (1, 1), 16) if worth_fft(conv, tuple(x.shape[-2:]), 16) else conv(x)
+        x = F.elu(F.max_pool2d(y, pool), inplace=True)
+        maps.append(x)
+    return maps
+
+
+def fft_layers(fe, x: torch.Tensor) -> bool:
+    """Whether any layer of ``fe`` would run through the FFT on ``x`` (else the FFT formulation is the conv one)."""
+    name = type(fe).__name__
+    if name in ("FrameLevel", "FrameLevelMany"):
+        n = (x.shape[1] - 512) // 32 + 1 if name == "FrameLevel" else -(-x.shape[1] // 32)
+        return worth_fft(fe.backend.b1, n - 6, 64)
+    if name == "VGG":
+        t, f = x.shape[-2] // 4, x.shape[-1] // 2  # the second layer's map, the largest deep one
+        return len(fe.convs) > 1 and worth_fft(fe.convs[1], (t, f), 16)
+    return False
+
+
+FFT_PATHS = {"FrameLevel": _frame_level_fft, "FrameLevelMany": _frame_level_many_fft, "VGG": _vgg_fft}

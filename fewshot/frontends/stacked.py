@@ -366,5 +366,6 @@ def _extract_stacked(frontends: list[Frontend], inputs: list[np.ndarray], dev: t
     with torch.inference_mode():
         for length, idx in length_groups(clips):
             run_in_batches(batch_key(stacked.net, length, dev, "float32"), idx, run, batch_size=batch_size,
-                           device=dev, default=first.default_batch_size(dev))
+                           device=dev, default=first.default_batch_size(dev),
+                           probe=lambda chunk: stacked.net.forward(to_batch(first, clips, chunk, dev)))
     return out

@@ -10,14 +10,14 @@ plain definition on the other (docs/performance.md).
 
 So the first time a front-end architecture meets an input shape, each candidate
 formulation (:func:`fewshot.frontends._fast.formulations`) runs on that very batch
-— one warm-up call (oneDNN primitive creation, cached kernels) and two timed calls
-— and the fastest is remembered for the process; its output is returned, so the
+— a warm-up call (oneDNN primitive creation, cached kernel transforms), then
+timed calls, short ones repeated for at least 20 ms (:func:`measure`) — and the
+fastest is remembered for the process; its output is returned, so the
 features are never computed by a path other than one of the exact formulations
 (they agree within float tolerance, tested in ``tests/test_perf_paths.py``).
-Candidates whose warm-up is over 3× the best warm-up so far are not timed further
-(an emulated bfloat16 GEMM would otherwise cost minutes). The same is done for
-the CPU batch size (1 or :data:`BATCH_CANDIDATE` clips per pass) on the first
-clips of an extraction, all of whose outputs are used.
+A candidate whose first timed call is over 3× the best so far is not timed again.
+The CPU batch size (1 or :data:`BATCH_CANDIDATE` clips per pass) is measured the
+same way on the first clips of an extraction.
 
 Choices are keyed by architecture (parameter shapes, so every seed of one
 front-end shares them), input shape (length rounded to a power of two), device,
@@ -36,15 +36,18 @@ from collections.abc import Callable, Sequence
 import torch
 
 __all__ = ["tuning_enabled", "set_tuning", "tuned_choices", "clear_tuned", "pick_fastest", "run_in_batches",
-           "architecture_key", "BATCH_CANDIDATE"]
+           "architecture_key", "measure", "BATCH_CANDIDATE"]
 
 #: The batch size tried against 1 on CPU (batches of 16 were measured slower per clip on 29-s clips).
 BATCH_CANDIDATE = 4
 
 _STATE = {"enabled": os.environ.get("FEWSHOT_TUNE", "on").strip().lower() not in ("off", "0", "false", "no")}
 _CHOICES: dict[tuple, object] = {}
-#: Candidates whose warm-up call is slower than this × the best warm-up are dropped without timing.
+#: A candidate whose first timed call is slower than this × the best so far is not timed again.
 _DROP_FACTOR = 3.0
+#: A timed sample lasts at least this long (short calls repeated, at most _MAX_CALLS times).
+MIN_SAMPLE = 0.02
+_MAX_CALLS = 200
 
 
 def tuning_enabled() -> bool:
@@ -88,16 +91,31 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(fn: Callable[[], object], device: torch.device) -> tuple[float, object]:
+def _timed(fn: Callable[[], object], device: torch.device, calls: int = 1) -> tuple[float, object]:
+    """Seconds per call of ``calls`` consecutive calls, and the last call's result."""
     _sync(device)
     t0 = time.perf_counter()
-    out = fn()
+    for _ in range(calls):
+        out = fn()
     _sync(device)
-    return time.perf_counter() - t0, out
+    return (time.perf_counter() - t0) / calls, out
 
 
-def pick_fastest(key: tuple, candidates: dict[str, Callable[[], object]], device: torch.device,
-                 repeats: int = 2) -> object:
+def measure(fn: Callable[[], object], device: torch.device, *, give_up: float = math.inf) -> tuple[float, object]:
+    """Best seconds per call of ``fn`` and its last result: a warm-up call (one-time costs such as oneDNN
+    primitives or cached kernel spectra are not the formulation's speed), one timed call, and, unless that
+    call took over ``give_up`` seconds, one more sample of at least :data:`MIN_SAMPLE` seconds (short calls
+    are repeated, so sub-millisecond formulations are compared on more than timer noise)."""
+    fn()
+    first, out = _timed(fn, device)
+    if first > give_up:
+        return first, out
+    calls = max(1, min(_MAX_CALLS, math.ceil(MIN_SAMPLE / max(first, 1e-7))))
+    again, out = _timed(fn, device, calls)
+    return min(first, again), out
+
+
+def pick_fastest(key: tuple, candidates: dict[str, Callable[[], object]], device: torch.device) -> object:
     """Run the remembered choice for ``key``, or measure every candidate and remember the fastest.
 
     Parameters
@@ -108,8 +126,6 @@ def pick_fastest(key: tuple, candidates: dict[str, Callable[[], object]], device
         Name → a function of no arguments computing the same result by one formulation.
     device : torch.device
         Where the candidates run (CUDA is synchronised around each timed call).
-    repeats : int, default=2
-        Timed calls per candidate after its warm-up call; the best is compared.
 
     Returns
     -------
@@ -121,16 +137,9 @@ def pick_fastest(key: tuple, candidates: dict[str, Callable[[], object]], device
         return candidates[choice]()
     if len(candidates) == 1 or not tuning_enabled():
         return next(iter(candidates.values()))()
-    best_name, best_time, best_out, best_warm = None, math.inf, None, math.inf
+    best_name, best_time, best_out = None, math.inf, None
     for name, fn in candidates.items():
-        warm, out = _timed(fn, device)
-        if warm > _DROP_FACTOR * best_warm:
-            continue
-        best_warm = min(best_warm, warm)
-        t = math.inf
-        for _ in range(repeats):
-            dt, out = _timed(fn, device)
-            t = min(t, dt)
+        t, out = measure(fn, device, give_up=_DROP_FACTOR * best_time)
         if t < best_time:
             best_name, best_time, best_out = name, t, out
         del out
@@ -139,34 +148,28 @@ def pick_fastest(key: tuple, candidates: dict[str, Callable[[], object]], device
 
 
 def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]], None], *,
-                   batch_size: int | None, device: torch.device, default: int) -> None:
+                   batch_size: int | None, device: torch.device, default: int,
+                   probe: Callable[[list[int]], object] | None = None) -> None:
     """Call ``run(chunk)`` over ``indices`` in chunks (clips of one length).
 
-    The chunk size is ``batch_size`` when given; on CUDA (or with tuning off)
-    ``default``; on CPU the remembered choice for ``key``, or, with at least
-    ``4 · BATCH_CANDIDATE`` clips, measured: one chunk of 1 and one of
-    :data:`BATCH_CANDIDATE` warm up, the next of each is timed, and the faster per
-    clip is kept for the rest (every chunk's output is used).
+    The chunk size is ``batch_size`` when given; on CUDA, with tuning off or
+    without a ``probe``, ``default``; on CPU the remembered choice for ``key``, or,
+    with at least ``2 · BATCH_CANDIDATE`` clips, measured: ``probe`` (the same
+    computation as ``run`` without its side effects) on the first clip and on the
+    first :data:`BATCH_CANDIDATE` clips (:func:`measure`), and the faster per clip
+    is kept.
     """
     idx = list(indices)
     size = batch_size
     if size is None:
         size = default
-        if device.type == "cpu" and tuning_enabled():
+        if device.type == "cpu" and tuning_enabled() and probe is not None:
             remembered = _CHOICES.get(key)
             if remembered is not None:
                 size = int(remembered)
-            elif len(idx) >= 4 * BATCH_CANDIDATE:
-                per_clip = {}
-                pos = 0
-                for b in (1, BATCH_CANDIDATE):
-                    run(idx[pos:pos + b])
-                    pos += b
-                    dt, _ = _timed(lambda b=b, pos=pos: run(idx[pos:pos + b]), device)
-                    pos += b
-                    per_clip[b] = dt / b
+            elif len(idx) >= 2 * BATCH_CANDIDATE:
+                per_clip = {b: measure(lambda b=b: probe(idx[:b]), device)[0] / b for b in (1, BATCH_CANDIDATE)}
                 size = min(per_clip, key=per_clip.get)
                 _CHOICES[key] = size
-                idx = idx[pos:]
     for start in range(0, len(idx), size):
         run(idx[start:start + size])
