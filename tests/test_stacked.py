@@ -45,11 +45,12 @@ def always_stack(monkeypatch):
     original = stacked_module._extract_stacked
     monkeypatch.setattr(stacked_module, "stack_size", lambda fe, device="cpu", precision="float32": MAX_SEEDS)
 
-    def spy(frontends, *args):
-        calls.append(len(frontends))
-        return original(frontends, *args)
+    def spy(stacked, *args):
+        calls.append(stacked.n_seeds)
+        return original(stacked, *args)
 
     monkeypatch.setattr(stacked_module, "_extract_stacked", spy)
+    monkeypatch.setattr(stacked_module, "_stacking_pays", lambda *a: True)
     return calls
 
 
@@ -170,7 +171,38 @@ def test_stack_frontends_rejects_mismatched_frontends(tmp_path):
     np.testing.assert_array_equal(got[1], extract_features(fes[1], [np.ones(100, np.float32)]))
 
 
-def test_stack_size_rule(monkeypatch):
+@pytest.fixture
+def untuned():
+    """Tuning off: the static rules (and bit-for-bit repeatable formulation choices)."""
+    from fewshot.frontends import tuning
+
+    tuning.set_tuning(False)
+    yield
+    tuning.set_tuning(True)
+
+
+def test_stack_size_offers_every_narrow_network_when_tuned(monkeypatch):
+    monkeypatch.setattr("fewshot.frontends._base.he_normal_", lambda w, g: w)
+    assert stack_size(create_frontend("timbral", width="small", seed=0)) == MAX_SEEDS  # F 12: measured per machine
+    assert stack_size(create_frontend("vertical_7x96", width="small", seed=0)) == 8  # 1280 // 160
+    assert stack_size(create_frontend("vgg", width="large", seed=0)) == 1
+    assert stack_size(create_frontend("mfcc", seed=0)) == 1
+
+
+def test_stacking_is_measured_and_remembered(monkeypatch):
+    from fewshot.frontends import tuning
+
+    tuning.clear_tuned()
+    fes = _networks("temporal", 3, filters=4)
+    clips = _clips(fes[0], [40, 40])
+    got = extract_features_many(fes, clips)
+    keys = [k for k in tuning.tuned_choices() if k[0] == "stack"]
+    assert len(keys) == 1 and keys[0][2] == 3 and isinstance(tuning.tuned_choices()[keys[0]], bool)
+    for fe, g in zip(fes, got, strict=True):
+        np.testing.assert_allclose(g, extract_features(fe, clips), **TOL)
+
+
+def test_stack_size_rule(monkeypatch, untuned):
     monkeypatch.setattr("fewshot.frontends._base.he_normal_", lambda w, g: w)  # the rule only: skip drawing weights
     small = create_frontend("temporal", width="small", seed=0)
     assert stack_size(small) == MAX_SEEDS  # measured 2.2-3.1x per network-clip
@@ -238,7 +270,7 @@ def test_protocol_without_cache_keeps_later_runs_rows(always_stack):
                                atol=1e-6)
 
 
-def test_experiment_results_do_not_depend_on_stacking(tmp_path, monkeypatch, always_stack):
+def test_experiment_results_do_not_depend_on_stacking(tmp_path, monkeypatch, always_stack, untuned):
     from pathlib import Path
 
     from fewshot.protocols.config import ExperimentConfig

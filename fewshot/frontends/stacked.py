@@ -53,7 +53,7 @@ from .extract import (
     resolve_device,
     to_batch,
 )
-from .tuning import run_in_batches
+from .tuning import architecture_key, length_bucket, measure, remembered, run_in_batches, tuning_enabled
 
 __all__ = ["StackedFrontend", "stack_frontends", "stacking_problem", "stack_size", "extract_features_many",
            "MAX_SEEDS"]
@@ -76,6 +76,12 @@ _STACK_LIMITS = {
     "frame_level": (40, 320),       # F 40: 1.1-1.25x; F 80: 1.0x
     "vertical_7x96": (160, 1280),   # F 160: 1.2x; F 400-1000: 1.05x
 }
+
+
+#: With tuning on (the default), every narrow network is offered for stacking up to these limits (largest F,
+#: largest K·F per pass) and :func:`extract_features_many` measures on the first clip whether one stacked
+#: pass beats K single ones on the machine at hand.
+_TUNED_LIMITS = (160, 1280)
 
 
 def _deep_convs(fe: Frontend) -> set[str]:
@@ -267,17 +273,23 @@ def stack_frontends(frontends: Sequence[Frontend]) -> StackedFrontend:
 
 
 def stack_size(frontend: Frontend, device: str | torch.device = "cpu", precision: str = "float32") -> int:
-    """How many networks like ``frontend`` (other seeds) to stack per pass; 1 means one at a time.
+    """How many networks like ``frontend`` (other seeds) to stack per pass at most; 1 means one at a time.
 
-    From the measured limits in ``_STACK_LIMITS`` (CPU, float32): stacking pays
+    With tuning on (:mod:`fewshot.frontends.tuning`, the default): up to K·F ≤ 1,280
+    for every narrow network (F ≤ 160), and :func:`extract_features_many` measures
+    whether stacking pays on this machine. With tuning off, the limits measured on
+    the development CPUs in ``_STACK_LIMITS`` (CPU, float32): stacking pays
     for the narrow temporal, timbral-temporal, frame-level and 7×96 vertical
     front-ends, up to a total filter count K·F per pass; wide front-ends are
     convolution-bound and some layers get slower per channel when stacked. Not
     measured on CUDA (where batches already fill the device) or in bfloat16 (whose
     GEMM paths read one dense weight per layer): 1 there.
     """
-    limits = _STACK_LIMITS.get(frontend.name) if type(frontend) in _STACKABLE else None
-    if limits is None or precision != "float32" or torch.device(device).type != "cpu" or not frontend.filters:
+    if type(frontend) not in _STACKABLE or precision != "float32" or torch.device(device).type != "cpu" \
+            or not frontend.filters:
+        return 1
+    limits = _TUNED_LIMITS if tuning_enabled() else _STACK_LIMITS.get(frontend.name)
+    if limits is None:
         return 1
     max_filters, max_total = limits
     return 1 if frontend.filters > max_filters else max(1, min(MAX_SEEDS, max_total // frontend.filters))
@@ -295,9 +307,11 @@ def extract_features_many(
 ) -> list[np.ndarray]:
     """Feature matrices of several networks: ``[extract_features(fe, inputs, ...) for fe in frontends]``.
 
-    Where the front-ends stack (:func:`stacking_problem`) and stacking pays
-    (:func:`stack_size` of the first), they run in groups of up to that many as one
-    stacked network per batch of clips; otherwise (user, probe or MFCC front-ends,
+    Where the front-ends stack (:func:`stacking_problem`), :func:`stack_size` of the
+    first allows it and one stacked pass is measured faster than K single ones on
+    the first clip (remembered per architecture, K and length; not measured with
+    tuning off), they run in groups of up to that many as one stacked network per
+    batch of clips; otherwise (user, probe or MFCC front-ends,
     mixed architectures, wide widths, CUDA, bfloat16) one network at a time.
     Either way clips are processed one batch at a time.
 
@@ -335,8 +349,10 @@ def extract_features_many(
         base = len(out) * len(inputs)
         report = None if progress is None else (lambda d, _n, base=base: progress(base + d, total))
         if len(group) > 1 and stacking_problem(group) is None:
-            out += _extract_stacked(group, inputs, dev, batch_size, layers, report)
-            continue
+            stacked = stack_frontends(group).to(dev)
+            if _stacking_pays(stacked, inputs, dev):
+                out += _extract_stacked(stacked, inputs, dev, batch_size, layers, report)
+                continue
         for fe in group:
             base = len(out) * len(inputs)
             report = None if progress is None else (lambda d, _n, base=base: progress(base + d, total))
@@ -345,13 +361,33 @@ def extract_features_many(
     return out
 
 
-def _extract_stacked(frontends: list[Frontend], inputs: list[np.ndarray], dev: torch.device,
+def _stacking_pays(stacked: StackedFrontend, inputs: list[np.ndarray], dev: torch.device) -> bool:
+    """Whether one stacked pass beats K passes of one network on this machine, measured on the first clip
+    (:func:`fewshot.frontends.tuning.measure`) and remembered; True without measuring when tuning is off
+    (the static :func:`stack_size` rule chose to stack) or with no clips."""
+    first = stacked.frontends[0]
+    if not inputs or not tuning_enabled() or dev.type != "cpu":
+        return True
+    x = to_batch(first, prepare_clips(first, inputs[:1]), [0], dev)
+    key = ("stack", architecture_key(first), stacked.n_seeds, length_bucket(x.shape[-2 if x.dim() == 4 else -1]),
+           torch.get_num_threads())
+
+    def decide() -> bool:
+        with torch.inference_mode():
+            one, _ = measure(lambda: first.features(x), dev)
+            together, _ = measure(lambda: stacked.features(x), dev)
+        return together < stacked.n_seeds * one
+
+    return bool(remembered(key, decide))
+
+
+def _extract_stacked(stacked: StackedFrontend, inputs: list[np.ndarray], dev: torch.device,
                      batch_size: int | None, layers: Sequence[str] | None, progress) -> list[np.ndarray]:
     """One stacked pass per batch of clips; ``progress(n_done, n_total)`` in network-clips."""
+    frontends = stacked.frontends
     first = frontends[0]
     clips = prepare_clips(first, inputs)
     out = [np.empty((len(clips), first.n_features_of(layers)), dtype=np.float32) for _ in frontends]
-    stacked = stack_frontends(frontends).to(dev)
     done = 0
 
     def run(chunk: list[int]) -> None:

@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 __all__ = ["tuning_enabled", "set_tuning", "tuned_choices", "clear_tuned", "pick_fastest", "run_in_batches",
-           "architecture_key", "measure", "BATCH_CANDIDATE"]
+           "architecture_key", "measure", "remembered", "BATCH_CANDIDATE"]
 
 #: The batch size tried against 1 on CPU (batches of 16 were measured slower per clip on 29-s clips).
 BATCH_CANDIDATE = 4
@@ -69,6 +69,13 @@ def tuned_choices() -> dict[tuple, object]:
 def clear_tuned() -> None:
     """Forget every choice (the next extraction measures again)."""
     _CHOICES.clear()
+
+
+def remembered(key: tuple, decide: Callable[[], object]) -> object:
+    """The choice remembered for ``key``, or ``decide()`` (a measurement), remembered."""
+    if key not in _CHOICES:
+        _CHOICES[key] = decide()
+    return _CHOICES[key]
 
 
 def architecture_key(module: torch.nn.Module) -> tuple:
