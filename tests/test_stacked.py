@@ -50,7 +50,7 @@ def always_stack(monkeypatch):
         return original(stacked, *args)
 
     monkeypatch.setattr(stacked_module, "_extract_stacked", spy)
-    monkeypatch.setattr(stacked_module, "_stacking_pays", lambda *a: True)
+    monkeypatch.setattr(stacked_module, "_stacked_if_faster", lambda group, *a: stack_frontends(group))
     return calls
 
 

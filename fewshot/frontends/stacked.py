@@ -53,7 +53,16 @@ from .extract import (
     resolve_device,
     to_batch,
 )
-from .tuning import architecture_key, length_bucket, measure, remembered, run_in_batches, tuning_enabled
+from .tuning import (
+    MARGIN,
+    architecture_key,
+    length_bucket,
+    measure,
+    remembered,
+    run_in_batches,
+    tuned_choices,
+    tuning_enabled,
+)
 
 __all__ = ["StackedFrontend", "stack_frontends", "stacking_problem", "stack_size", "extract_features_many",
            "MAX_SEEDS"]
@@ -349,8 +358,8 @@ def extract_features_many(
         base = len(out) * len(inputs)
         report = None if progress is None else (lambda d, _n, base=base: progress(base + d, total))
         if len(group) > 1 and stacking_problem(group) is None:
-            stacked = stack_frontends(group).to(dev)
-            if _stacking_pays(stacked, inputs, dev):
+            stacked = _stacked_if_faster(group, inputs, dev)
+            if stacked is not None:
                 out += _extract_stacked(stacked, inputs, dev, batch_size, layers, report)
                 continue
         for fe in group:
@@ -361,24 +370,28 @@ def extract_features_many(
     return out
 
 
-def _stacking_pays(stacked: StackedFrontend, inputs: list[np.ndarray], dev: torch.device) -> bool:
-    """Whether one stacked pass beats K passes of one network on this machine, measured on the first clip
-    (:func:`fewshot.frontends.tuning.measure`) and remembered; True without measuring when tuning is off
-    (the static :func:`stack_size` rule chose to stack) or with no clips."""
-    first = stacked.frontends[0]
+def _stacked_if_faster(group: list[Frontend], inputs: list[np.ndarray], dev: torch.device) -> StackedFrontend | None:
+    """``group`` stacked, or None where one stacked pass is not faster than K single ones on this machine:
+    measured on the first clip (:func:`fewshot.frontends.tuning.measure`; the stacked pass must take under 95 %
+    of K single passes) and remembered per architecture, K and length. Stacked without measuring when tuning
+    is off (the static :func:`stack_size` rule chose to stack), off the CPU or with no clips."""
     if not inputs or not tuning_enabled() or dev.type != "cpu":
-        return True
+        return stack_frontends(group).to(dev)
+    first = group[0]
     x = to_batch(first, prepare_clips(first, inputs[:1]), [0], dev)
-    key = ("stack", architecture_key(first), stacked.n_seeds, length_bucket(x.shape[-2 if x.dim() == 4 else -1]),
+    key = ("stack", architecture_key(first), len(group), length_bucket(x.shape[-2 if x.dim() == 4 else -1]),
            torch.get_num_threads())
+    if tuned_choices().get(key) is False:
+        return None  # known not to pay: do not build the stacked network
+    stacked = stack_frontends(group).to(dev)
 
     def decide() -> bool:
         with torch.inference_mode():
             one, _ = measure(lambda: first.features(x), dev)
             together, _ = measure(lambda: stacked.features(x), dev)
-        return together < stacked.n_seeds * one
+        return together < MARGIN * stacked.n_seeds * one
 
-    return bool(remembered(key, decide))
+    return stacked if remembered(key, decide) else None
 
 
 def _extract_stacked(stacked: StackedFrontend, inputs: list[np.ndarray], dev: torch.device,
