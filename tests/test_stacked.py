@@ -184,7 +184,8 @@ def untuned():
 def test_stack_size_offers_every_narrow_network_when_tuned(monkeypatch):
     monkeypatch.setattr("fewshot.frontends._base.he_normal_", lambda w, g: w)
     assert stack_size(create_frontend("timbral", width="small", seed=0)) == MAX_SEEDS  # F 12: measured per machine
-    assert stack_size(create_frontend("vertical_7x96", width="small", seed=0)) == 8  # 1280 // 160
+    assert stack_size(create_frontend("vertical_7x96", width="small", seed=0)) == 8  # its own limit: 1280 // 160
+    assert stack_size(create_frontend("timbral_temporal", width="large", seed=0)) == 1  # F 128: never paid
     assert stack_size(create_frontend("vgg", width="large", seed=0)) == 1
     assert stack_size(create_frontend("mfcc", seed=0)) == 1
 

@@ -366,14 +366,26 @@ def formulations(fe, x: torch.Tensor, precision: str = "float32") -> dict[str, C
     (``_fftconv.py``; frame-level back-ends, VGG's second and later layers).
     """
     name = type(fe).__name__
-    out = {"conv": lambda: fe._maps(x, False)}
+    labels = ["conv"]
     if name in DNN_PATHS and use_mel_channels(fe):
-        out["mel"] = lambda: DNN_PATHS[name](fe, x)
+        labels.append("mel")
     if name in _PATHS:
-        out["gemm"] = lambda: _PATHS[name](fe, x.float(), _dtype(precision))
+        labels.append("gemm")
     if name in FFT_PATHS and fft_layers(fe, x):
-        out["fft"] = lambda: FFT_PATHS[name](fe, x)
-    return out
+        labels.append("fft")
+    return {label: (lambda label=label: run_formulation(fe, x, label, precision)) for label in labels}
+
+
+def run_formulation(fe, x: torch.Tensor, label: str, precision: str = "float32") -> list[torch.Tensor]:
+    """The maps of ``fe`` on ``x`` through the formulation ``label`` (see :func:`formulations`)."""
+    name = type(fe).__name__
+    if label == "conv":
+        return fe._maps(x, False)
+    if label == "mel":
+        return DNN_PATHS[name](fe, x)
+    if label == "gemm":
+        return _PATHS[name](fe, x.float(), _dtype(precision))
+    return FFT_PATHS[name](fe, x)
 
 
 def fast_maps(fe, x: torch.Tensor, precision: str = "float32", *, force: bool = False) -> list[torch.Tensor] | None:
@@ -398,14 +410,18 @@ def fast_maps(fe, x: torch.Tensor, precision: str = "float32", *, force: bool = 
         return fn(fe, x.float(), _dtype(precision))
     if fn is None and type(fe).__name__ not in DNN_PATHS and type(fe).__name__ not in FFT_PATHS:
         return None
-    from .tuning import architecture_key, length_bucket, pick_fastest, tuning_enabled
+    from .tuning import architecture_key, length_bucket, pick_fastest, tuned_choices, tuning_enabled
 
     if tuning_enabled() and getattr(fe, "gemm", None) is None:
-        cands = formulations(fe, x, precision)
         shape = tuple(x.shape[:-2]) + (length_bucket(x.shape[-2]), x.shape[-1]) if x.dim() == 4 else \
             (x.shape[0], length_bucket(x.shape[-1]))
         key = ("formulation", architecture_key(fe), shape, str(x.device), precision, torch.get_num_threads())
-        return pick_fastest(key, cands, x.device)
+        label = tuned_choices(copy=False).get(key)
+        if label == "conv":
+            return None  # Frontend.forward runs fe._maps itself: no wrapper in the way of the cheapest calls
+        if label is not None:
+            return run_formulation(fe, x, label, precision)
+        return pick_fastest(key, formulations(fe, x, precision), x.device)
     if fn is not None and use_gemm(fe, precision, x.device.type):
         return fn(fe, x.float(), _dtype(precision))
     if use_mel_channels(fe) and getattr(fe, "gemm", None) is None:

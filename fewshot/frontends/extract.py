@@ -192,7 +192,7 @@ def extract_features(
                 default = frontend.default_batch_size(dev)
                 run_in_batches(batch_key(frontend, length, dev, precision), idx, run, device=dev, default=default,
                                batch_size=batch_size or (default if plain else None),  # plain: as defined
-                               probe=lambda chunk: frontend.forward(to_batch(frontend, clips, chunk, dev)))
+                               probe=lambda chunk: map_means(frontend.forward(to_batch(frontend, clips, chunk, dev))))
     finally:
         frontend.precision = saved_precision
         if home is not None and home != dev:

@@ -67,9 +67,10 @@ def set_tuning(enabled: bool) -> None:
     _CHOICES.clear()
 
 
-def tuned_choices() -> dict[tuple, object]:
-    """A copy of the choices made so far in this process: key → candidate name or batch size."""
-    return dict(_CHOICES)
+def tuned_choices(copy: bool = True) -> dict[tuple, object]:
+    """The choices made so far in this process: key → candidate name, batch size or stacking (a copy, unless
+    ``copy=False``: the live mapping, for lookups on every forward pass)."""
+    return dict(_CHOICES) if copy else _CHOICES
 
 
 def clear_tuned() -> None:
