@@ -300,7 +300,7 @@ def stack_size(frontend: Frontend, device: str | torch.device = "cpu", precision
         return 1
     limits = _STACK_LIMITS.get(frontend.name)
     if tuning_enabled():  # also offer every narrow network; extract_features_many measures whether it pays
-        limits = max(limits or _TUNED_LIMITS, _TUNED_LIMITS)
+        limits = tuple(max(a, b) for a, b in zip(limits or (0, 0), _TUNED_LIMITS, strict=True))
     if limits is None:
         return 1
     max_filters, max_total = limits
@@ -384,7 +384,7 @@ def _stacked_if_faster(group: list[Frontend], inputs: list[np.ndarray], dev: tor
     x = to_batch(first, prepare_clips(first, inputs[:1]), [0], dev)
     key = ("stack", architecture_key(first), len(group), length_bucket(x.shape[-2 if x.dim() == 4 else -1]),
            torch.get_num_threads())
-    if tuned_choices().get(key) is False:
+    if tuned_choices(copy=False).get(key) is False:
         return None  # known not to pay: do not build the stacked network
     stacked = stack_frontends(group).to(dev)
 
