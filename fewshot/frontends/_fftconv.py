@@ -128,43 +128,28 @@ def fft_conv2d(x: torch.Tensor, conv: nn.Conv2d, pad: tuple[int, int] = (0, 0), 
 
 
 # ---------------------------------------------------------------------- the FFT formulations of the front-ends
-def _conv_maybe_fft(conv, h: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
-    """1-D conv of ``h [batch, C, T]`` with zero padding ``pad``: through the FFT where it pays (_fftconv.py)."""
-    k = conv.kernel_size[0]
-    if worth_fft(conv, h.shape[-1] + pad[0] + pad[1] - k + 1, 64):
-        return fft_conv1d(h, conv, pad, 64)
-    return F.conv1d(F.pad(h, pad) if pad != (0, 0) else h, conv.weight, conv.bias)
+def _conv1d_maybe_fft(layer: nn.Conv1d, h: torch.Tensor) -> torch.Tensor:
+    """``layer(h)`` (its own zero padding), through the FFT where :func:`worth_fft` says so."""
+    k, pad = layer.kernel_size[0], layer.padding[0]
+    if worth_fft(layer, h.shape[-1] + 2 * pad - k + 1, 64):
+        return fft_conv1d(h, layer, (pad, pad), 64)
+    return layer(h)
 
 
-def _backend_fft(be, h: torch.Tensor) -> list[torch.Tensor]:
-    e1 = F.relu(_conv_maybe_fft(be.b1, h, (0, 0)), inplace=True)
-    e2 = F.relu(_conv_maybe_fft(be.b2, e1, (3, 3)), inplace=True).add_(e1)
-    p = F.max_pool1d(e2, 2)
-    e3 = F.relu(_conv_maybe_fft(be.b3, p, (3, 3)), inplace=True).add_(p)
-    return [e1, e2, e3]
+def _conv2d_maybe_fft(layer: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` (its own zero padding), through a 2-D FFT on 16×16 tiles where :func:`worth_fft` says so."""
+    (kh, kw), (ph, pw) = layer.kernel_size, layer.padding
+    if worth_fft(layer, (x.shape[-2] + 2 * ph - kh + 1, x.shape[-1] + 2 * pw - kw + 1), 16):
+        return fft_conv2d(x, layer, (ph, pw), 16)
+    return layer(x)
 
 
 def _frame_level_fft(fe, x: torch.Tensor) -> list[torch.Tensor]:
-    h = F.relu(fe.conv(x.unsqueeze(1)), inplace=True)
-    return [h, *_backend_fft(fe.backend, h)]
-
-
-def _frame_level_many_fft(fe, x: torch.Tensor) -> list[torch.Tensor]:
-    from ._waveform import _same_pad
-
-    n = x.shape[1]
-    fronts = [F.relu(conv(F.pad(x.unsqueeze(1), _same_pad(n, k, 32))), inplace=True)
-              for conv, k in zip(fe.convs, fe.KERNELS, strict=True)]
-    return [*fronts, *_backend_fft(fe.backend, torch.cat(fronts, 1))]
+    return fe._maps(x, False, conv=_conv1d_maybe_fft)
 
 
 def _vgg_fft(fe, x: torch.Tensor) -> list[torch.Tensor]:
-    maps = []
-    for conv, pool in zip(fe.convs, fe.POOLS, strict=True):
-        y = fft_conv2d(x, conv, (1, 1), 16) if worth_fft(conv, tuple(x.shape[-2:]), 16) else conv(x)
-        x = F.elu(F.max_pool2d(y, pool), inplace=True)
-        maps.append(x)
-    return maps
+    return fe._maps(x, False, conv=_conv2d_maybe_fft)
 
 
 def fft_layers(fe, x: torch.Tensor) -> bool:
@@ -179,4 +164,5 @@ def fft_layers(fe, x: torch.Tensor) -> bool:
     return False
 
 
-FFT_PATHS = {"FrameLevel": _frame_level_fft, "FrameLevelMany": _frame_level_many_fft, "VGG": _vgg_fft}
+#: Front-end class → its FFT formulation: the front-end's own computation with the wide deep layers through the FFT.
+FFT_PATHS = {"FrameLevel": _frame_level_fft, "FrameLevelMany": _frame_level_fft, "VGG": _vgg_fft}

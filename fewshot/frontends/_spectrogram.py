@@ -70,13 +70,15 @@ class VGG(Frontend):
             frozen_conv(nn.Conv2d, 1 if i == 0 else nf, nf, 3, padding=1, generator=g) for i in range(5)
         )
 
-    def _maps(self, x: torch.Tensor, plain: bool) -> list[torch.Tensor]:
+    def _maps(self, x: torch.Tensor, plain: bool, conv=None) -> list[torch.Tensor]:
+        """``conv(layer, x)`` replaces ``layer(x)`` when given (another exact formulation, e.g. the FFT)."""
         maps = []
-        for conv, pool in zip(self.convs, self.POOLS, strict=True):
+        for layer, pool in zip(self.convs, self.POOLS, strict=True):
+            y = layer(x) if conv is None else conv(layer, x)
             if plain:
-                x = F.max_pool2d(F.elu(conv(x)), pool)
+                x = F.max_pool2d(F.elu(y), pool)
             else:
-                x = F.elu(F.max_pool2d(conv(x), pool), inplace=True)
+                x = F.elu(F.max_pool2d(y, pool), inplace=True)
             maps.append(x)
         return maps
 

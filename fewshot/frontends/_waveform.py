@@ -94,6 +94,10 @@ def _same_pad(n: int, k: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def _apply(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return layer(x)
+
+
 class _BackEnd(nn.Module):
     """The shared back-end: b1 = ReLU(conv 7 valid); b2 = ReLU(conv 7 'same')(b1) + b1;
     p = max-pool 2 (time); b3 = ReLU(conv 7 'same')(p) + p."""
@@ -104,11 +108,13 @@ class _BackEnd(nn.Module):
         self.b2 = frozen_conv(nn.Conv1d, nf, nf, 7, padding=3, generator=g)
         self.b3 = frozen_conv(nn.Conv1d, nf, nf, 7, padding=3, generator=g)
 
-    def forward(self, h: torch.Tensor, plain: bool = True) -> list[torch.Tensor]:
-        e1 = F.relu(self.b1(h), inplace=not plain)
-        e2 = F.relu(self.b2(e1), inplace=not plain) + e1
+    def forward(self, h: torch.Tensor, plain: bool = True, conv=None) -> list[torch.Tensor]:
+        """``conv(layer, x)`` replaces ``layer(x)`` when given (another exact formulation, e.g. the FFT)."""
+        conv = conv or _apply
+        e1 = F.relu(conv(self.b1, h), inplace=not plain)
+        e2 = F.relu(conv(self.b2, e1), inplace=not plain) + e1
         p = F.max_pool1d(e2, 2)
-        e3 = F.relu(self.b3(p), inplace=not plain) + p
+        e3 = F.relu(conv(self.b3, p), inplace=not plain) + p
         return [e1, e2, e3]
 
 
@@ -143,9 +149,9 @@ class FrameLevel(Frontend):
         self.conv = frozen_conv(nn.Conv1d, 1, nf, 512, stride=32, generator=g)
         self.backend = _BackEnd(nf, nf, g)
 
-    def _maps(self, x: torch.Tensor, plain: bool) -> list[torch.Tensor]:
+    def _maps(self, x: torch.Tensor, plain: bool, conv=None) -> list[torch.Tensor]:
         h = F.relu(self.conv(x.unsqueeze(1)), inplace=not plain)
-        return [h, *self.backend(h, plain)]
+        return [h, *self.backend(h, plain, conv)]
 
 
 class FrameLevelMany(Frontend):
@@ -180,8 +186,8 @@ class FrameLevelMany(Frontend):
         self.convs = nn.ModuleList(frozen_conv(nn.Conv1d, 1, nf, k, stride=32, generator=g) for k in self.KERNELS)
         self.backend = _BackEnd(5 * nf, nf, g)
 
-    def _maps(self, x: torch.Tensor, plain: bool) -> list[torch.Tensor]:
+    def _maps(self, x: torch.Tensor, plain: bool, conv=None) -> list[torch.Tensor]:
         n = x.shape[1]
-        fronts = [F.relu(conv(F.pad(x.unsqueeze(1), _same_pad(n, k, 32))), inplace=not plain)
-                  for conv, k in zip(self.convs, self.KERNELS, strict=True)]
-        return [*fronts, *self.backend(torch.cat(fronts, 1), plain)]
+        fronts = [F.relu(front(F.pad(x.unsqueeze(1), _same_pad(n, k, 32))), inplace=not plain)
+                  for front, k in zip(self.convs, self.KERNELS, strict=True)]
+        return [*fronts, *self.backend(torch.cat(fronts, 1), plain, conv)]
