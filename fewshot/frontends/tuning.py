@@ -178,14 +178,13 @@ def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]]
     size = batch_size
     if size is None:
         size = default
-        if device.type == "cpu" and tuning_enabled() and probe is not None:
-            remembered = _CHOICES.get(key)
-            if remembered is not None:
-                size = int(remembered)
-            elif len(idx) >= 2 * BATCH_CANDIDATE:
+        if device.type == "cpu" and tuning_enabled() and probe is not None \
+                and (key in _CHOICES or len(idx) >= 2 * BATCH_CANDIDATE):
+            def decide() -> int:
                 one = measure(lambda: probe(idx[:1]), device)[0]
                 more = measure(lambda: probe(idx[:BATCH_CANDIDATE]), device)[0] / BATCH_CANDIDATE
-                size = BATCH_CANDIDATE if more < MARGIN * one else 1
-                _CHOICES[key] = size
+                return BATCH_CANDIDATE if more < MARGIN * one else 1
+
+            size = int(remembered(key, decide))
     for start in range(0, len(idx), size):
         run(idx[start:start + size])
