@@ -8,12 +8,17 @@ running the same command again resumes.
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
 from .exceptions import FewShotError
+
+_IMPORTED = time.perf_counter()
+#: When the ``fewshot`` command started (set by :func:`main`): ``--dry-run`` counts the start-up in its estimate.
+_STARTED: float | None = None
 
 app = typer.Typer(
     name="fewshot",
@@ -77,7 +82,7 @@ def _run_protocol(defaults, protocol_file, cli: dict, *, report: bool, executor=
     if dry_run:
         from .protocols.planning import format_plan, plan_experiment
 
-        out_console.print(format_plan(plan_experiment(cfg)), highlight=False, soft_wrap=True)
+        out_console.print(format_plan(plan_experiment(cfg, started=_STARTED)), highlight=False, soft_wrap=True)
         return
     run_dir = run_experiment(cfg, console=err_console, executor=executor)
     if report:
@@ -405,6 +410,8 @@ def main() -> None:
     """
     from ._allocator import keep_heap
 
+    global _STARTED
+    _STARTED = _IMPORTED
     keep_heap()  # large CPU tensors reuse the heap instead of being page-faulted anew (see _allocator)
     try:
         app()

@@ -73,3 +73,34 @@ def test_format_seconds():
     assert format_seconds(600) == "10.0 min"
     assert format_seconds(7200) == "2.0 h"
     assert format_seconds(5 * 86400) == "5.0 days"
+
+
+def test_epoch_cost_times_enough_epochs(monkeypatch):
+    """Short epochs: the k-epoch run grows until it spans ``_SLOPE_SPAN`` seconds; the slope is then exact."""
+    from fewshot.protocols import planning
+
+    calls = []
+
+    def train(epochs):  # a fake unit: 0.5 s fixed + 0.25 s per epoch
+        calls.append(epochs)
+        return 0.5 + 0.25 * epochs
+
+    monkeypatch.setattr(planning, "_timed", lambda fn: fn())
+    t1, slope = planning._epoch_cost(train, 20)
+    assert calls == [1, 3, 17] and t1 == 0.75 and slope == 0.25
+    calls.clear()
+    assert planning._epoch_cost(train, 3) == (0.75, 0.25) and calls == [1, 3]  # never beyond the real epochs
+    calls.clear()
+    t1, slope = planning._epoch_cost(lambda e: calls.append(e) or 3.0 * e, 200)  # slow epochs: 1 and 3 suffice
+    assert calls == [1, 3] and slope == 3.0
+
+
+def test_plan_counts_startup_report_and_log_mels(tmp_path):
+    import time
+
+    cfg = _cfg(tmp_path, protocol="run", methods=["vgg"], n=[1], runs=1, quick=True)
+    plan = plan_experiment(cfg, started=time.perf_counter() - 2.0)
+    assert plan.fixed_seconds > 2.0  # the 2 s of "start-up" plus a measured report
+    assert plan.audio_seconds > 0
+    assert "start-up and report" in format_plan(plan)
+    assert plan.total_seconds >= plan.fixed_seconds + plan.audio_seconds + plan.rows[0].seconds

@@ -11,9 +11,15 @@ to a minute), scaled by counts:
   fold, n and classifier); one classifier fit
   + predict at each n's training size on random features of the right width → ×
   its units;
-- trained models: one unit (first fold, run 0) trained for 1 and for 3 epochs →
-  intercept + slope · epochs, × its units;
-- ``random``: free.
+- log-mels of trained models: 3 clips per spectrogram → × every clip;
+- trained models: one unit (first fold, run 0) trained for 1 epoch and for k
+  epochs, k ≥ 3 chosen so the k-epoch run spans a few seconds more than the
+  1-epoch one (a slope from 1 and 3 short epochs came out 10–40 % low against
+  20-epoch runs) → intercept + slope · epochs, × its units;
+- ``random``: free;
+- fixed costs: the command's start-up (imports, measured in this process when
+  the caller passes its start time) and the report, written for the planned
+  units with random predictions into a temporary folder.
 
 Units already in the run folder are skipped, as the real run would. Nothing is
 written (the run folder is only read), and no cache is used, so the estimate is
@@ -35,6 +41,8 @@ from .config import ExperimentConfig
 __all__ = ["PlanRow", "Plan", "plan_experiment", "format_plan", "format_seconds"]
 
 _CAL_CLIPS = 3
+#: Seconds the k-epoch calibration run should add over the 1-epoch run (bounds the slope's timer noise).
+_SLOPE_SPAN = 4.0
 
 
 @dataclass
@@ -60,11 +68,12 @@ class Plan:
     rows: list[PlanRow] = field(default_factory=list)
     audio_seconds: float = 0.0
     extraction_seconds: float = 0.0
+    fixed_seconds: float = 0.0
     calibration_seconds: float = 0.0
 
     @property
     def total_seconds(self) -> float:
-        return self.audio_seconds + self.extraction_seconds + sum(r.seconds for r in self.rows)
+        return self.audio_seconds + self.extraction_seconds + self.fixed_seconds + sum(r.seconds for r in self.rows)
 
     @property
     def n_units(self) -> int:
@@ -91,13 +100,22 @@ def _timed(fn) -> float:
     return time.perf_counter() - t
 
 
-def plan_experiment(cfg: ExperimentConfig) -> Plan:
-    """Plan ``cfg`` (as :func:`fewshot.protocols.engine.run_experiment` would run it) and estimate its time."""
+def plan_experiment(cfg: ExperimentConfig, *, started: float | None = None) -> Plan:
+    """Plan ``cfg`` (as :func:`fewshot.protocols.engine.run_experiment` would run it) and estimate its time.
+
+    Parameters
+    ----------
+    cfg : ExperimentConfig
+    started : float, optional
+        ``time.perf_counter()`` when the command started: the start-up seen so far
+        (imports) is counted once in the estimate, as the real command pays it.
+    """
     from ..data.sampler import sample_subset
     from .engine import _first_sr, prepare
     from .evaluate import Context, predict_unit
 
     t_start = time.perf_counter()
+    startup = t_start - started if started is not None else 0.0
     exp = prepare(cfg)
     ds = exp.dataset
     done = _done_keys(exp.run_dir)
@@ -110,6 +128,7 @@ def plan_experiment(cfg: ExperimentConfig) -> Plan:
         sr = _first_sr(specs, todo)
         per_clip = _timed(lambda: [ctx.waveform(i, sr) for i in cal]) / len(cal)
         plan.audio_seconds = per_clip * len(ds)
+        plan.audio_seconds += _log_mel_seconds(ctx, specs, todo, cal) * len(ds)
     by_key: dict[tuple[str, str], list] = {}
     for u in exp.units:
         by_key.setdefault((u.method, str(u.n)), []).append(u)
@@ -148,16 +167,75 @@ def plan_experiment(cfg: ExperimentConfig) -> Plan:
             def train(epochs, spec=spec, unit=unit, subset=subset):
                 predict_unit(replace_ctx(ctx, cfg, epochs), spec, unit, subset)
 
-            t1 = _timed(lambda: train(1))
-            t3 = _timed(lambda: train(3))
-            # on a loaded machine t3 − t1 can come out ~0: floor the slope at half the 3-epoch run's mean epoch
-            slope = max((t3 - t1) / 2, t3 / 6)
             epochs = cfg.epochs
+            t1, slope = _epoch_cost(train, epochs)
             row.seconds = len(left) * (max(t1 - slope, 0.0) + slope * epochs)
             row.note = f"{epochs} epochs at {slope:.3g} s/epoch"
     plan.extraction_seconds = sum(extract_cost[h] * len(networks.get(h, ())) for h in extract_cost)
+    plan.fixed_seconds = startup + (_report_seconds(exp) if todo else 0.0)
     plan.calibration_seconds = time.perf_counter() - t_start
     return plan
+
+
+def _epoch_cost(train, epochs: int) -> tuple[float, float]:
+    """``(t1, slope)``: seconds of a 1-epoch unit and per further epoch, from a 1- and a k-epoch run.
+
+    k starts at 3 and grows (up to ``epochs``) until the k-epoch run is about
+    ``_SLOPE_SPAN`` seconds longer than the 1-epoch run, so short epochs are timed
+    over many steps.
+    """
+    t1 = _timed(lambda: train(1))
+    k = min(3, max(epochs, 2))
+    tk = _timed(lambda: train(k))
+    slope = (tk - t1) / (k - 1)
+    if k < epochs and tk - t1 < _SLOPE_SPAN:
+        k = min(epochs, k + max(1, int(np.ceil((_SLOPE_SPAN - (tk - t1)) / max(slope, tk / (2 * k), 1e-3)))))
+        tk = _timed(lambda: train(k))
+        slope = (tk - t1) / (k - 1)
+    # on a loaded machine tk − t1 can come out ~0: floor the slope at half the k-epoch run's mean epoch
+    return t1, max(slope, tk / (2 * k))
+
+
+def _log_mel_seconds(ctx, specs, units, cal: list[int]) -> float:
+    """Seconds per clip of the log-mels the trained models of ``units`` need (their waveforms decoded already)."""
+    from ..training import MODELS
+
+    names = {MODELS.get(specs[u.method].model).meta.get("spectrogram", "fewdata")
+             for u in units if specs[u.method].kind == "model" and specs[u.method].model in MODELS}
+    seconds = 0.0
+    for name in sorted(names):
+        for i in cal:  # decode outside the timing
+            ctx.log_mel(i, name)
+        ctx._logmels.clear()
+        seconds += _timed(lambda name=name: [ctx.log_mel(i, name) for i in cal]) / len(cal)
+    ctx._logmels.clear()
+    return seconds
+
+
+def _report_seconds(exp) -> float:
+    """Seconds to write the report of ``exp``'s units: measured on random predictions in a temporary folder."""
+    import tempfile
+
+    from ..data.sampler import sample_subset
+    from ..results.report import write_report
+    from ..results.store import RunStore
+    from .engine import unit_rows
+
+    cfg, ds = exp.config, exp.dataset
+    rng = np.random.default_rng(0)
+    tests: dict[tuple, np.ndarray] = {}
+    with tempfile.TemporaryDirectory(prefix="fewshot-plan-") as tmp:
+        with RunStore(Path(tmp) / "run", identity=cfg.identity(ds.id), extent=cfg.extent(),
+                      classes=ds.classes, device=exp.device) as store:
+            for u in exp.units:
+                if (u.fold, u.n) not in tests:
+                    tests[(u.fold, u.n)] = sample_subset(ds, u.fold, u.n, 0, seed=cfg.seed, cap=cfg.cap).test
+                test = tests[(u.fold, u.n)]
+                y_pred = rng.integers(0, len(ds.classes), size=len(test))
+                rows = unit_rows(cfg, ds, u, y_true=ds.y[test], y_pred=y_pred, n_train=0, capped=False, seconds=0.0)
+                store.append_unit(u, rows, predictions={"test_index": test, "train_index": test[:0],
+                                                        "y_true": ds.y[test], "y_pred": y_pred})
+        return _timed(lambda: write_report([Path(tmp) / "run"], Path(tmp) / "report"))
 
 
 def _stacked_runs(ctx, frontend) -> int:
@@ -223,8 +301,8 @@ def format_plan(plan: Plan) -> str:
     lines += [
         "",
         f"units: {plan.n_units} ({plan.n_done} already done, {plan.n_units - plan.n_done} to run)",
-        f"audio decode: {format_seconds(plan.audio_seconds)}; feature extraction (cold cache): "
-        f"{format_seconds(plan.extraction_seconds)}",
+        f"audio decode and log-mels: {format_seconds(plan.audio_seconds)}; feature extraction (cold cache): "
+        f"{format_seconds(plan.extraction_seconds)}; start-up and report: {format_seconds(plan.fixed_seconds)}",
         f"estimated total: {format_seconds(plan.total_seconds)} ({plan.total_seconds:.0f} s; calibration took "
         f"{plan.calibration_seconds:.0f} s on this machine)",
     ]
