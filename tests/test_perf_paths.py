@@ -130,3 +130,24 @@ def test_precision_is_checked():
     fe = create_frontend("vertical_7x96", filters=4, seed=0)
     with pytest.raises(ParameterError, match="precision must be"):
         extract_features(fe, [np.zeros((20, 96), np.float32)], precision="fp8")
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 20, 12), (2, 5, 23, 13), (1, 1, 9, 7)])
+@pytest.mark.parametrize("pool", [(4, 2), (4, 3), (5, 2), (1, 1)])
+def test_max_pool2d_equals_torch(shape, pool):
+    """The two-axis max-pool used before VGG's ELU equals ``F.max_pool2d`` (floor), odd sizes included."""
+    from fewshot.frontends._spectrogram import max_pool2d
+
+    y = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(max_pool2d(y, pool), torch.nn.functional.max_pool2d(y, pool))
+
+
+def test_vgg_first_layer_gemm_equals_conv_pool_elu():
+    from fewshot.frontends._fast import vgg_first_layer
+
+    fe = create_frontend("vgg", filters=5, seed=1)
+    x = _input(fe, 2, 1283)
+    ref = torch.nn.functional.elu(torch.nn.functional.max_pool2d(fe.convs[0](x), fe.POOLS[0]))
+    got = vgg_first_layer(fe.convs[0], x, fe.POOLS[0])
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-4)

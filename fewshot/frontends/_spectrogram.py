@@ -73,14 +73,27 @@ class VGG(Frontend):
     def _maps(self, x: torch.Tensor, plain: bool, conv=None) -> list[torch.Tensor]:
         """``conv(layer, x)`` replaces ``layer(x)`` when given (another exact formulation, e.g. the FFT)."""
         maps = []
-        for layer, pool in zip(self.convs, self.POOLS, strict=True):
-            y = layer(x) if conv is None else conv(layer, x)
+        for i, (layer, pool) in enumerate(zip(self.convs, self.POOLS, strict=True)):
             if plain:
-                x = F.max_pool2d(F.elu(y), pool)
+                x = F.max_pool2d(F.elu(layer(x)), pool)
+            elif i == 0 and x.device.type == "cpu":  # one input channel: a patch GEMM pooled in cache
+                from ._fast import vgg_first_layer
+
+                x = vgg_first_layer(layer, x, pool).contiguous()
             else:
-                x = F.elu(F.max_pool2d(y, pool), inplace=True)
+                y = layer(x) if conv is None else conv(layer, x)
+                x = F.elu(max_pool2d(y, pool), inplace=True)
             maps.append(x)
         return maps
+
+
+def max_pool2d(y: torch.Tensor, pool: tuple[int, int]) -> torch.Tensor:
+    """``F.max_pool2d(y, pool)`` (stride = pool, floor) as two single-axis maxima: the same values, 3–7× faster
+    on CPU for ``[batch, C, T, F]`` maps, where ``max_pool2d`` also computes indices (measured in
+    docs/performance.md: 18.7 → 2.8 ms for VGG's first 32 × 1,280 × 96 map, one AVX2 core)."""
+    b, c, t, f = y.shape
+    pt, pf = pool
+    return y[:, :, :t // pt * pt, :f // pf * pf].view(b, c, t // pt, pt, f // pf, pf).amax(3).amax(4)
 
 
 class Vertical(Frontend):
