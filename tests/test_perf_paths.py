@@ -143,7 +143,7 @@ def test_max_pool2d_equals_torch(shape, pool):
 
 
 def test_vgg_first_layer_gemm_equals_conv_pool_elu():
-    from fewshot.frontends._fast import vgg_first_layer
+    from fewshot.frontends._gemmconv import vgg_first_layer
 
     fe = create_frontend("vgg", filters=5, seed=1)
     x = _input(fe, 2, 1283)

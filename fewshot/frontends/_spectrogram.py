@@ -77,7 +77,7 @@ class VGG(Frontend):
             if plain:
                 x = F.max_pool2d(F.elu(layer(x)), pool)
             elif i == 0 and x.device.type == "cpu":  # one input channel: a patch GEMM pooled in cache
-                from ._fast import vgg_first_layer
+                from ._gemmconv import vgg_first_layer
 
                 x = vgg_first_layer(layer, x, pool).contiguous()
             else:
