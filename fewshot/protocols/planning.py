@@ -4,7 +4,8 @@ The estimate is built from costs measured on the machine at hand (a few seconds
 to a minute), scaled by counts:
 
 - audio: decode + resample of 3 clips → × the clips to check;
-- feature pipelines: one extraction of 3 clips per front-end (input preparation
+- feature pipelines: one extraction of 8 clips per front-end (after an untimed one that makes the
+  formulation, batch-size and stacking choices a real run makes) (input preparation
   included; for a front-end whose runs' networks are stacked, one stacked pass of
   as many networks as a real run stacks, per network) → × every clip of the dataset
   × distinct random networks (a network is extracted once and reused by every
@@ -111,6 +112,7 @@ def plan_experiment(cfg: ExperimentConfig, *, started: float | None = None) -> P
         (imports) is counted once in the estimate, as the real command pays it.
     """
     from ..data.sampler import sample_subset
+    from ..frontends.tuning import BATCH_CANDIDATE
     from .engine import _first_sr, prepare
     from .evaluate import Context, predict_unit
 
@@ -152,11 +154,14 @@ def plan_experiment(cfg: ExperimentConfig, *, started: float | None = None) -> P
             if head not in extract_cost:
                 group = [fe, *(ctx._build_frontend(spec, r) for r in range(1, _stacked_runs(ctx, fe)))]
 
-                def extract(group=group):
+                # enough clips for the batch-size choice a real run makes (run_in_batches measures from 8)
+                many = list(range(min(2 * BATCH_CANDIDATE, len(ds))))
+
+                def extract(group=group, many=many):
                     ctx._features.clear()
-                    ctx._extract_many(group, ctx._inputs(group[0], cal))
-                extract()  # warm-up (weights, allocator)
-                extract_cost[head] = _timed(extract) / len(group) / len(cal) * len(ds)
+                    ctx._extract_many(group, ctx._inputs(group[0], many))
+                extract()  # warm-up (weights, allocator, the formulation / batch / stacking choices)
+                extract_cost[head] = _timed(extract) / len(group) / len(many) * len(ds)
             networks.setdefault(head, set()).update(u.run if fe.random else 0 for u in left)
             row.seconds = len(left) * _fit_seconds(spec, fe.n_features, subset, len(ds.classes), exp.device, cfg)
             row.note = "classifier fits; extraction below"
