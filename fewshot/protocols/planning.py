@@ -4,10 +4,10 @@ The estimate is built from costs measured on the machine at hand (a few seconds
 to a minute), scaled by counts:
 
 - audio: decode + resample of 3 clips → × the clips to check;
-- feature pipelines: one extraction of 8 clips per front-end (after an untimed one that makes the
-  formulation, batch-size and stacking choices a real run makes) (input preparation
-  included; for a front-end whose runs' networks are stacked, one stacked pass of
-  as many networks as a real run stacks, per network) → × every clip of the dataset
+- feature pipelines: one extraction of 8 clips per front-end, after an untimed one that
+  makes the formulation, batch-size and stacking choices a real run makes (input
+  preparation included; for a front-end whose runs' networks are stacked, one stacked
+  pass of as many networks as a real run stacks, per network) → × every clip of the dataset
   × distinct random networks (a network is extracted once and reused by every
   fold, n and classifier); one classifier fit
   + predict at each n's training size on random features of the right width → ×
@@ -15,7 +15,7 @@ to a minute), scaled by counts:
 - log-mels of trained models: 3 clips per spectrogram → × every clip;
 - trained models: one unit (first fold, run 0) trained for 1 epoch and for k
   epochs, k ≥ 3 chosen so the k-epoch run spans a few seconds more than the
-  1-epoch one (a slope from 1 and 3 short epochs came out 10–40 % low against
+  1-epoch one (a slope from 1 and 3 short epochs came out 10–20 % low against
   20-epoch runs) → intercept + slope · epochs, × its units;
 - ``random``: free;
 - fixed costs: the command's start-up (imports, measured in this process when
