@@ -104,3 +104,19 @@ def test_plan_counts_startup_report_and_log_mels(tmp_path):
     assert plan.audio_seconds > 0
     assert "start-up and report" in format_plan(plan)
     assert plan.total_seconds >= plan.fixed_seconds + plan.audio_seconds + plan.rows[0].seconds
+
+
+def test_log_mel_cost_counts_trained_models_only(tmp_path):
+    from fewshot.methods import parse_methods
+    from fewshot.protocols import planning
+    from fewshot.protocols.engine import prepare
+    from fewshot.protocols.evaluate import Context
+
+    for methods, trained in ((["vgg"], True), (["mfcc+knn"], False)):
+        cfg = _cfg(tmp_path, protocol="run", methods=methods, n=[1], runs=1, quick=True)
+        exp = prepare(cfg)
+        ctx = Context(exp.dataset, cfg, None, exp.device)
+        specs = {s.text: s for s in parse_methods(cfg.methods)}
+        seconds = planning._log_mel_seconds(ctx, specs, exp.units, [0, 1])
+        assert (seconds > 0) == trained, methods
+        assert not ctx._logmels  # the calibration leaves no log-mels behind
