@@ -249,12 +249,12 @@ def bench_extraction(frontends: list[str] | None = None, widths: tuple[str, ...]
     return rows
 
 
-def _bench_pipeline(nets, x, t_plain: float, repeats: int, device: str, clock: str) -> dict:
+def _bench_pipeline(nets, x, t_single: float, repeats: int, device: str, clock: str) -> dict:
     """Network-clips/s of extract_features_many on copies of the clip ``x`` (see bench_extraction), and of the
-    plain forward at batch 1 and plain extraction timed in the same interleave (``t_plain`` only picks the
-    clip count)."""
+    plain forward at batch 1 and plain extraction timed in the same interleave (``t_single``, the seconds of
+    one earlier plain forward, only picks the clip count)."""
     clip = (x[0, 0] if x.dim() == 4 else x[0]).cpu().numpy()
-    n_clips = 16 if t_plain < 0.05 else 4
+    n_clips = 16 if t_single < 0.05 else 4
     clips = [clip.copy() for _ in range(n_clips)]
     tuning.clear_tuned()
     run = lambda: extract_features_many(nets, clips, device=device)  # noqa: E731
