@@ -212,9 +212,7 @@ class ArrayCache:
         """
         found = self._read(key)
         if found is None:
-            self.misses += 1
             return None
-        self.hits += 1
         arrays, header = found
         return (arrays, header.get("meta") or {}) if with_meta else arrays
 
@@ -225,6 +223,7 @@ class ArrayCache:
                 stat = os.fstat(fh.fileno())
                 data = fh.read()
         except FileNotFoundError:
+            self.misses += 1
             return None
         except OSError as exc:
             raise DataError(f"cannot read cache entry {path}: {exc.strerror or exc}") from exc
@@ -234,9 +233,11 @@ class ArrayCache:
                 raise ValueError("entry was written for another key")
         except Exception:  # noqa: BLE001 - any failure to decode means a bad entry
             self._discard(path, stat)
+            self.misses += 1
             return None
         with contextlib.suppress(OSError):  # mark as used, for prune(older_than_days=...)
             os.utime(path)
+        self.hits += 1
         return arrays, header
 
     @staticmethod
@@ -309,10 +310,8 @@ class ArrayCache:
         """
         found = self._read(key)
         if found is not None:
-            self.hits += 1
             arrays, header = found
             return arrays[_SINGLE] if header.get("single") else arrays
-        self.misses += 1
         value = fn()
         self.put(key, value, meta=meta)
         return value
