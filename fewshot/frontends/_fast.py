@@ -1,10 +1,11 @@
 """Fast formulations of the random-weight CNNs; ``Frontend.forward`` runs the fastest one for the machine at hand.
 
-Every front-end has up to four exact formulations (:func:`formulations`): its own
+Every front-end has up to five exact formulations (:func:`formulations`): its own
 convolutions with pooling / the max over frequency before the monotonic
 activation (``"conv"``), the mel bands as input channels of a conv1d (``"mel"``,
 the 7×96 vertical filter and the timbral branches), patch matrices × kernels
-(``"gemm"``, ``_gemmconv.py``) and the FFT for wide deep layers (``"fft"``, ``_fftconv.py``).
+(``"gemm"``, ``_gemmconv.py``), the FFT for wide deep layers (``"fft"``, ``_fftconv.py``) and
+Winograd's minimal filtering for wide 3-tap / 3×3 layers (``"winograd"``, ``_winograd.py``).
 Which is fastest depends on the CPU: on an AVX-512 Zen 4 host oneDNN's direct
 convolutions ran at twice MKL's sgemm, so "conv" / "mel" won nearly everywhere; on
 an AVX2 host "gemm" won for the wide timbral front-ends and "conv" beat "mel" for
@@ -15,7 +16,7 @@ the narrow ones. So the choice is measured on the first batch of each input shap
 ``False`` forces "conv".
 
 The GEMM formulation is in ``_gemmconv.py``, the mel-channel one in ``_melconv.py``, the FFT
-in ``_fftconv.py``; this module holds the choice between them and the precision rules.
+in ``_fftconv.py``, Winograd in ``_winograd.py``; this module holds the choice between them and the precision rules.
 
 ``precision="bfloat16"`` runs the matrix products in bfloat16 (float32
 accumulation inside oneDNN/cuBLAS, float32 maps and means); it changes features
@@ -32,6 +33,7 @@ from ._fftconv import FFT_PATHS, fft_layers
 from ._gemmconv import GEMM_PATHS as _PATHS
 from ._gemmconv import set_block_elements
 from ._melconv import DNN_PATHS, use_mel_channels
+from ._winograd import WINOGRAD_PATHS, winograd_layers
 
 __all__ = ["fast_maps", "formulations", "use_gemm", "effective_precision", "bf16_native", "PRECISIONS",
            "set_block_elements"]
@@ -100,7 +102,9 @@ def formulations(fe, x: torch.Tensor, precision: str = "float32") -> dict[str, C
     (``fe._maps(x, plain=False)``); ``"mel"``: the mel bands as input channels of a conv1d
     (vertical 7×96, the timbral branches); ``"gemm"``: patch matrices × kernels
     (``precision`` applies here only); ``"fft"``: the wide deep layers through the FFT
-    (``_fftconv.py``; frame-level back-ends, VGG's second and later layers).
+    (``_fftconv.py``; frame-level back-ends, VGG's second and later layers); ``"winograd"``: the wide
+    3-tap / 3×3 layers by F(m, 3) with the pooling inside each block (``_winograd.py``; sample-level, VGG;
+    float32 only).
     """
     name = type(fe).__name__
     labels = ["conv"]
@@ -110,6 +114,8 @@ def formulations(fe, x: torch.Tensor, precision: str = "float32") -> dict[str, C
         labels.append("gemm")
     if name in FFT_PATHS and fft_layers(fe, x):
         labels.append("fft")
+    if name in WINOGRAD_PATHS and precision == "float32" and winograd_layers(fe, x):
+        labels.append("winograd")
     return {label: (lambda label=label: run_formulation(fe, x, label, precision)) for label in labels}
 
 
@@ -122,6 +128,8 @@ def run_formulation(fe, x: torch.Tensor, label: str, precision: str = "float32")
         return DNN_PATHS[name](fe, x)
     if label == "gemm":
         return _PATHS[name](fe, x.float(), _dtype(precision))
+    if label == "winograd":
+        return WINOGRAD_PATHS[name](fe, x.float())
     return FFT_PATHS[name](fe, x)
 
 
@@ -145,7 +153,7 @@ def fast_maps(fe, x: torch.Tensor, precision: str = "float32", *, force: bool = 
     fn = _PATHS.get(type(fe).__name__)
     if fn is not None and force:
         return fn(fe, x.float(), _dtype(precision))
-    if fn is None and type(fe).__name__ not in DNN_PATHS and type(fe).__name__ not in FFT_PATHS:
+    if fn is None and all(type(fe).__name__ not in paths for paths in (DNN_PATHS, FFT_PATHS, WINOGRAD_PATHS)):
         return None
     from .tuning import architecture_key, length_bucket, pick_fastest, tuned_choices, tuning_enabled
 

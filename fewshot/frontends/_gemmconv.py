@@ -116,11 +116,17 @@ def _relu_(y):
 
 
 # ---------------------------------------------------------------------- waveform front-ends
-def _sample_level(fe, x: torch.Tensor, dtype) -> list[torch.Tensor]:
+def sample_level_first(fe, x: torch.Tensor, dtype) -> torch.Tensor:
+    """ReLU of the sample-level first convolution (kernel 3, stride 3): one matmul over the waveform ``[batch, n]``
+    viewed as rows of 3 → time-major ``[batch, n // 3, F]``."""
     n = x.shape[1] // 3 * 3
     w0 = _wmat(fe.conv0.weight, dtype)
     rows = x[:, :n].reshape(x.shape[0], n // 3, 3)
-    h = _windows_gemm(rows, 1, n // 3, w0, lambda y: _relu_(y.add_(fe.conv0.bias)), n_post=n // 3, dtype=dtype)
+    return _windows_gemm(rows, 1, n // 3, w0, lambda y: _relu_(y.add_(fe.conv0.bias)), n_post=n // 3, dtype=dtype)
+
+
+def _sample_level(fe, x: torch.Tensor, dtype) -> list[torch.Tensor]:
+    h = sample_level_first(fe, x, dtype)
     maps = [_cf(h)]
     for conv in fe.convs:
         h = _conv1d_tm(h, conv, pad=(1, 1), dtype=dtype, pool=3, act=_relu_)

@@ -1,0 +1,98 @@
+"""Winograd's minimal filtering (fewshot/frontends/_winograd.py): exact transforms, exact pooled layers, offered
+only for wide layers, and the front-ends' Winograd formulation equal to the plain definition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fewshot.frontends import _winograd, create_frontend, tuning
+from fewshot.frontends._fast import formulations
+from fewshot.frontends._winograd import _matrices64, conv1d_pool_tm, conv2d_pool_tm, tile_size
+
+
+@pytest.fixture(autouse=True)
+def _fresh_choices():
+    tuning.clear_tuned()
+    yield
+    tuning.set_tuning(True)
+
+
+@pytest.mark.parametrize("m", [2, 3, 4, 5, 6])
+def test_matrices_compute_the_correlation(m):
+    a_t, g, b_t = _matrices64(m, 3)
+    assert a_t.shape == (m, m + 2) and g.shape == (m + 2, 3) and b_t.shape == (m + 2, m + 2)
+    rng = np.random.default_rng(m)
+    kernel, tile = rng.standard_normal(3), rng.standard_normal(m + 2)
+    want = [kernel @ tile[i:i + 3] for i in range(m)]
+    np.testing.assert_allclose(a_t @ ((g @ kernel) * (b_t @ tile)), want, rtol=1e-12, atol=1e-12)
+
+
+def test_too_many_points_is_an_error():
+    with pytest.raises(ValueError, match=r"F\(12, 3\) needs 13 points"):
+        _matrices64(12, 3)
+
+
+@pytest.mark.parametrize("pool", [1, 2, 3, 4])
+@pytest.mark.parametrize("length", [4, 17, 300])
+def test_conv1d_pool_tm_equals_conv_pool_relu(pool, length):
+    g = torch.Generator().manual_seed(length + pool)
+    conv = torch.nn.Conv1d(6, 5, 3)
+    x = torch.randn(2, 6, length, generator=g)
+    with torch.inference_mode():
+        ref = F.relu(F.max_pool1d(conv(F.pad(x, (1, 1))), pool))
+        got = conv1d_pool_tm(x.transpose(1, 2), conv, pad=(1, 1), pool=pool, act=F.relu).transpose(1, 2)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("pool", [(4, 2), (4, 3), (5, 2), (4, 4), (1, 1)])
+@pytest.mark.parametrize("shape", [(5, 4), (21, 11), (40, 48)])
+def test_conv2d_pool_tm_equals_conv_pool_elu(pool, shape):
+    g = torch.Generator().manual_seed(shape[0])
+    conv = torch.nn.Conv2d(4, 3, 3, padding=1)
+    x = torch.randn(2, 4, *shape, generator=g)
+    with torch.inference_mode():
+        ref = F.elu(F.max_pool2d(conv(x), pool))
+        got = conv2d_pool_tm(x.permute(0, 2, 3, 1), conv, pool=pool, act=F.elu).permute(0, 3, 1, 2)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("pool", range(1, 9))
+def test_tiles_hold_whole_pools(pool):
+    m = tile_size(pool)
+    assert m % pool == 0 and m >= 4
+    assert _matrices64(m, 3)[0].shape == (m, m + 2)  # enough interpolation points
+
+
+def _input(fe, length: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(3)
+    if fe.input == "logmel":
+        return -40.0 + 10.0 * torch.randn(1, 1, length, 96, generator=g)
+    return 0.1 * torch.randn(1, length, generator=g)
+
+
+@pytest.mark.parametrize(("name", "length"), [("sample_level", 9000), ("vgg", 1290)])
+def test_winograd_formulation_equals_plain(name, length, monkeypatch):
+    monkeypatch.setattr(_winograd, "MIN_CHANNELS", {1: 8, 2: 8})
+    fe = create_frontend(name, filters=8, seed=2)
+    x = fe._check_input(_input(fe, length))
+    with torch.inference_mode():
+        cands = formulations(fe, x)
+        assert "winograd" in cands
+        assert "winograd" not in formulations(fe, x, precision="bfloat16")
+        for got, ref in zip(cands["winograd"](), fe.forward(x, plain=True), strict=True):
+            assert got.shape == ref.shape
+            torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-6 * float(ref.abs().max()) + 1e-6)
+
+
+@pytest.mark.parametrize(("name", "wide", "length"), [("sample_level", 256, 6561), ("vgg", 64, 1280)])
+def test_winograd_is_offered_for_wide_layers_only(name, wide, length):
+    fe = create_frontend(name, filters=wide, seed=0)
+    narrow = create_frontend(name, filters=wide // 2 - 1, seed=0)
+    with torch.inference_mode():
+        assert "winograd" in formulations(fe, fe._check_input(_input(fe, length)))
+        assert "winograd" not in formulations(narrow, narrow._check_input(_input(narrow, length)))
