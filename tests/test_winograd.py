@@ -20,13 +20,14 @@ def _fresh_choices():
     tuning.set_tuning(True)
 
 
-@pytest.mark.parametrize("m", [2, 3, 4, 5, 6])
-def test_matrices_compute_the_correlation(m):
-    a_t, g, b_t = _matrices64(m, 3)
-    assert a_t.shape == (m, m + 2) and g.shape == (m + 2, 3) and b_t.shape == (m + 2, m + 2)
+@pytest.mark.parametrize(("m", "r"), [(2, 3), (3, 3), (4, 3), (5, 3), (6, 3), (3, 7), (2, 7)])
+def test_matrices_compute_the_correlation(m, r):
+    a_t, g, b_t = _matrices64(m, r)
+    n = m + r - 1
+    assert a_t.shape == (m, n) and g.shape == (n, r) and b_t.shape == (n, n)
     rng = np.random.default_rng(m)
-    kernel, tile = rng.standard_normal(3), rng.standard_normal(m + 2)
-    want = [kernel @ tile[i:i + 3] for i in range(m)]
+    kernel, tile = rng.standard_normal(r), rng.standard_normal(n)
+    want = [kernel @ tile[i:i + r] for i in range(m)]
     np.testing.assert_allclose(a_t @ ((g @ kernel) * (b_t @ tile)), want, rtol=1e-12, atol=1e-12)
 
 
@@ -35,15 +36,16 @@ def test_too_many_points_is_an_error():
         _matrices64(12, 3)
 
 
-@pytest.mark.parametrize("pool", [1, 2, 3, 4])
-@pytest.mark.parametrize("length", [4, 17, 300])
-def test_conv1d_pool_tm_equals_conv_pool_relu(pool, length):
+@pytest.mark.parametrize(("taps", "pad", "pool"), [(3, (1, 1), 1), (3, (1, 1), 2), (3, (1, 1), 3), (3, (0, 2), 4),
+                                                  (7, (3, 3), 1), (7, (0, 0), 1), (7, (2, 5), 2)])
+@pytest.mark.parametrize("length", [8, 17, 300])
+def test_conv1d_pool_tm_equals_conv_pool_relu(taps, pad, pool, length):
     g = torch.Generator().manual_seed(length + pool)
-    conv = torch.nn.Conv1d(6, 5, 3)
+    conv = torch.nn.Conv1d(6, 5, taps)
     x = torch.randn(2, 6, length, generator=g)
     with torch.inference_mode():
-        ref = F.relu(F.max_pool1d(conv(F.pad(x, (1, 1))), pool))
-        got = conv1d_pool_tm(x.transpose(1, 2), conv, pad=(1, 1), pool=pool, act=F.relu).transpose(1, 2)
+        ref = F.relu(F.max_pool1d(conv(F.pad(x, pad)), pool))
+        got = conv1d_pool_tm(x.transpose(1, 2), conv, pad=pad, pool=pool, act=F.relu).transpose(1, 2)
     assert got.shape == ref.shape
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
 
@@ -75,7 +77,8 @@ def _input(fe, length: int) -> torch.Tensor:
     return 0.1 * torch.randn(1, length, generator=g)
 
 
-@pytest.mark.parametrize(("name", "length"), [("sample_level", 9000), ("vgg", 1290)])
+@pytest.mark.parametrize(("name", "length"), [("sample_level", 9000), ("vgg", 1290), ("frame_level", 9000),
+                                            ("frame_level_many", 9000)])
 def test_winograd_formulation_equals_plain(name, length, monkeypatch):
     monkeypatch.setattr(_winograd, "MIN_CHANNELS", {1: 8, 2: 8})
     fe = create_frontend(name, filters=8, seed=2)
@@ -89,7 +92,8 @@ def test_winograd_formulation_equals_plain(name, length, monkeypatch):
             torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-6 * float(ref.abs().max()) + 1e-6)
 
 
-@pytest.mark.parametrize(("name", "wide", "length"), [("sample_level", 256, 6561), ("vgg", 64, 1280)])
+@pytest.mark.parametrize(("name", "wide", "length"), [("sample_level", 256, 6561), ("vgg", 64, 1280),
+                                                     ("frame_level", 256, 9000), ("frame_level_many", 256, 9000)])
 def test_winograd_is_offered_for_wide_layers_only(name, wide, length):
     fe = create_frontend(name, filters=wide, seed=0)
     narrow = create_frontend(name, filters=wide // 2 - 1, seed=0)

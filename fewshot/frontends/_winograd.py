@@ -12,14 +12,21 @@ the n element-wise products become n matrix products ``[tiles, C] × [C, O]``
 (the transformed kernels ``U = G g`` are computed once per layer), so the
 arithmetic of the convolution drops m·r/n times and runs at the GEMM rate:
 
-- the sample-level 3-tap layers (512 channels at the large width) with F(6, 3):
-  2.25× fewer products; measured on one AVX2 core, 2.2× faster than oneDNN's direct
-  convolution on a 512 → 512 layer over 20,000 samples (docs/performance.md);
-- VGG's 3 × 3 layers with F(4 × 4, 3 × 3), the 1-D algorithm along both axes: 4×.
+- the sample-level 3-tap layers (512 channels at the large width) with F(6, 3), each
+  tile two windows of the max-pool 3, pooled inside the block: 2.25× fewer products;
+- VGG's 3 × 3 layers with the 1-D algorithm along both axes, tiles of whole pools
+  (4 × 3 for the 4 × 3 pool, 5 × 4 for 5 × 2, …): 3–4× fewer;
+- the frame-level back-ends' 7-tap layers with F(3, 7): 2.3× fewer.
+
+Measured on one AVX2 core against oneDNN's direct convolution (with the same
+pooling and activation): a 512 → 512 sample-level layer over 20,000 samples 537
+vs 1,102 ms; VGG's second layer at the large width (717 channels, 320 × 48) 880 vs
+2,108 ms (the FFT: 1,532 ms); a 896 → 896 kernel-7 layer over 1,854 frames 126 vs
+249 ms (the FFT: 174 ms). docs/performance.md has the front-end tables.
 
 Accuracy: the transforms have entries up to 2 (points 0, ±1, ±2, ±1/2), so the
-float32 rounding error grows with the tile; at the sizes used here it is ~1e-6 of
-the largest output in 1-D and ~1e-5 in 2-D, within the float tolerance of the
+float32 rounding error grows with the tile; at the sizes used here it is 2e-6
+(F(6, 3)), 9e-6 (F(3, 7)) and 1–2e-5 (2-D) of the largest output, within the float tolerance of the
 plain definition (tested in ``tests/test_perf_paths.py``). Which formulation
 runs is measured per machine (:mod:`fewshot.frontends.tuning`): on narrow layers
 the transforms cost more than they save.
@@ -51,8 +58,9 @@ POINTS = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0, -3.0)
 MIN_CHANNELS = {1: 256, 2: 64}
 #: Fewest tiles (below, per-call costs dominate: VGG's last 4 × 4 map ran 1.7× slower here than in oneDNN).
 MIN_TILES = 4
-#: Outputs per tile along an axis pooled by 1, 2 or 3 (other pools: the pool itself), a whole number of pools.
-_TILES = {1: 4, 2: 4, 3: 6}
+#: Outputs per tile, by kernel taps and pool: a whole number of pools, 3–6 outputs. 7-tap kernels take F(3, 7):
+#: F(4, 7) was no faster on one AVX2 core and its points (±3) double the rounding error (measured, 896 channels).
+_TILES = {3: {1: 4, 2: 4, 3: 6}, 7: {1: 3}}
 #: Tiles per block: bounds the transformed block (n · tiles · C floats) so it stays in cache.
 _BLOCK_TILES = 256
 
@@ -94,26 +102,28 @@ def _kernels(conv: nn.Module, tiles: tuple[int, ...], device: torch.device) -> t
     return cache[key]
 
 
-def tile_size(pool: int) -> int:
-    """Outputs per tile along an axis pooled by ``pool``: whole pools, 4–6 outputs (F(4, 3) … F(6, 3))."""
-    return _TILES.get(pool, pool)
+def tile_size(pool: int, taps: int = 3) -> int:
+    """Outputs per tile along an axis of ``taps``-tap kernels pooled by ``pool``: whole pools, 3–6 outputs."""
+    return _TILES[taps].get(pool, pool)
 
 
 def worth_winograd(conv: nn.Module, n_out: tuple[int, ...], pool: tuple[int, ...]) -> bool:
     """Whether ``conv`` runs here on ``n_out`` output positions pooled by ``pool``: stride 1, no dilation or
-    groups, 3 taps per axis, enough input channels (:data:`MIN_CHANNELS`) and tiles (:data:`MIN_TILES`)."""
+    groups, 3 taps per axis (or 7 in 1-D), enough input channels (:data:`MIN_CHANNELS`) and tiles
+    (:data:`MIN_TILES`)."""
     dims = len(conv.kernel_size)
+    if not all(k in _TILES and (dims == 1 or k == 3) for k in conv.kernel_size):
+        return False
     tiles = 1
-    for n, p in zip(n_out, pool, strict=True):
-        tiles *= -(-(n // p * p) // tile_size(p))
+    for n, p, k in zip(n_out, pool, conv.kernel_size, strict=True):
+        tiles *= -(-(n // p * p) // tile_size(p, k))
     return (conv.in_channels >= MIN_CHANNELS[dims] and tiles >= MIN_TILES and conv.groups == 1
-            and all(s == 1 for s in conv.stride) and all(d == 1 for d in conv.dilation)
-            and all(k == 3 for k in conv.kernel_size))
+            and all(s == 1 for s in conv.stride) and all(d == 1 for d in conv.dilation))
 
 
 def conv1d_pool_tm(h: torch.Tensor, conv: nn.Conv1d, *, pad: tuple[int, int], pool: int = 1,
                    act: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """``act(max-pool(conv(h), pool))`` on a time-major map by F(m, 3), m = :func:`tile_size` (pool).
+    """``act(max-pool(conv(h), pool))`` on a time-major map by F(m, r), m = :func:`tile_size` (pool, r).
 
     Tiles start at output 0 and hold a whole number of pooling windows, so the max over
     each window is taken inside the block, before the activation (exact for a monotonic one).
@@ -123,7 +133,7 @@ def conv1d_pool_tm(h: torch.Tensor, conv: nn.Conv1d, *, pad: tuple[int, int], po
     h : Tensor [shape=(batch, T, C)]
         Time-major input (channels last).
     conv : nn.Conv1d
-        3 taps, stride 1; its weight and bias are used (its own padding is ignored).
+        r = 3 or 7 taps, stride 1; its weight and bias are used (its own padding is ignored).
     pad : (int, int)
         Zeros added before and after the input.
     pool : int
@@ -133,10 +143,10 @@ def conv1d_pool_tm(h: torch.Tensor, conv: nn.Conv1d, *, pad: tuple[int, int], po
 
     Returns
     -------
-    Tensor [shape=(batch, (T + pad[0] + pad[1] − 2) // pool, O)]
+    Tensor [shape=(batch, (T + pad[0] + pad[1] − r + 1) // pool, O)]
     """
     r = conv.kernel_size[0]
-    m = tile_size(pool)
+    m = tile_size(pool, r)
     n = m + r - 1
     b, t, c = h.shape
     n_pool = (t + pad[0] + pad[1] - r + 1) // pool
@@ -250,6 +260,20 @@ def _vgg(fe, x: torch.Tensor) -> list[torch.Tensor]:
     return maps
 
 
+def _conv_cf(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` on a channels-first ``[batch, C, T]`` map (its own zero padding), by F(3, 7) / F(4, 3) in a
+    time-major copy where :func:`worth_winograd` says so."""
+    k, pad = layer.kernel_size[0], layer.padding[0]
+    if not worth_winograd(layer, (x.shape[-1] + 2 * pad - k + 1,), (1,)):
+        return layer(x)
+    return conv1d_pool_tm(x.transpose(1, 2), layer, pad=(pad, pad)).transpose(1, 2)
+
+
+def _frame_level(fe, x: torch.Tensor) -> list[torch.Tensor]:
+    """The front-end's own strided convolutions, then its kernel-7 back-end by F(3, 7) where wide."""
+    return fe._maps(x, False, conv=_conv_cf)
+
+
 def winograd_layers(fe, x: torch.Tensor) -> bool:
     """Whether any layer of ``fe`` would run by Winograd on ``x`` (else the formulation is another one)."""
     name = type(fe).__name__
@@ -258,8 +282,11 @@ def winograd_layers(fe, x: torch.Tensor) -> bool:
     if name == "VGG":
         t, f = x.shape[-2] // fe.POOLS[0][0], x.shape[-1] // fe.POOLS[0][1]  # the second layer's input
         return len(fe.convs) > 1 and worth_winograd(fe.convs[1], (t, f), fe.POOLS[1])
+    if name in ("FrameLevel", "FrameLevelMany"):
+        return worth_winograd(fe.backend.b2, (x.shape[-1] // 32,), (1,))
     return False
 
 
 #: Front-end class → its Winograd formulation ``(fe, x) → maps`` (float32).
-WINOGRAD_PATHS = {"SampleLevel": _sample_level, "VGG": _vgg}
+WINOGRAD_PATHS = {"SampleLevel": _sample_level, "VGG": _vgg, "FrameLevel": _frame_level,
+                  "FrameLevelMany": _frame_level}
