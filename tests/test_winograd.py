@@ -100,3 +100,36 @@ def test_winograd_is_offered_for_wide_layers_only(name, wide, length):
     with torch.inference_mode():
         assert "winograd" in formulations(fe, fe._check_input(_input(fe, length)))
         assert "winograd" not in formulations(narrow, narrow._check_input(_input(narrow, length)))
+
+
+@pytest.mark.parametrize(("kt", "kf"), [(7, 96), (7, 86), (3, 86), (1, 86), (7, 38), (3, 38), (1, 38)])
+@pytest.mark.parametrize("frames", [7, 40])
+def test_mel_winograd_equals_conv2d_max_over_frequency(kt, kf, frames, monkeypatch):
+    from fewshot.frontends import _melwinograd
+
+    monkeypatch.setattr(_melwinograd, "_COLUMNS", 12)  # several filter ranges per call
+    monkeypatch.setattr(_melwinograd, "_TILES", 4)  # several blocks of frames
+    g = torch.Generator().manual_seed(kt * kf + frames)
+    conv = torch.nn.Conv2d(1, 5, (kt, kf))
+    x = torch.randn(2, 1, frames, 96, generator=g)
+    pad = ((kt - 1) // 2, (kt - 1) // 2) if frames > kt else (0, 0)
+    holder = torch.nn.Module()
+    with torch.inference_mode():
+        ref = conv(F.pad(x, (0, 0, *pad))).amax(-1).transpose(1, 2)  # [batch, T', F]
+        (got,) = _melwinograd.conv_max_freq_tm(holder, [("b", conv)], x[:, 0], pad=pad)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["vertical_7x96", "vertical_7x86", "timbral", "timbral_time", "timbral_temporal"])
+def test_mel_winograd_formulation_equals_plain(name):
+    fe = create_frontend(name, filters=4, seed=1)
+    x = fe._check_input(-40.0 + 10.0 * torch.randn(2, 1, 41, 96, generator=torch.Generator().manual_seed(5)))
+    with torch.inference_mode():
+        cands = formulations(fe, x)
+        assert "winograd" in cands
+        for got, ref in zip(cands["winograd"](), fe.forward(x, plain=True), strict=True):
+            assert got.shape == ref.shape
+            torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-6 * float(ref.abs().max()) + 1e-6)
+    temporal = create_frontend("temporal", filters=4, seed=1)
+    assert "winograd" not in formulations(temporal, temporal._check_input(x))

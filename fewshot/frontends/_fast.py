@@ -33,6 +33,7 @@ from ._fftconv import FFT_PATHS, fft_layers
 from ._gemmconv import GEMM_PATHS as _PATHS
 from ._gemmconv import set_block_elements
 from ._melconv import DNN_PATHS, use_mel_channels
+from ._melwinograd import MEL_WINOGRAD_PATHS, mel_winograd_filters
 from ._winograd import WINOGRAD_PATHS, winograd_layers
 
 __all__ = ["fast_maps", "formulations", "use_gemm", "effective_precision", "bf16_native", "PRECISIONS",
@@ -103,8 +104,9 @@ def formulations(fe, x: torch.Tensor, precision: str = "float32") -> dict[str, C
     (vertical 7×96, the timbral branches); ``"gemm"``: patch matrices × kernels
     (``precision`` applies here only); ``"fft"``: the wide deep layers through the FFT
     (``_fftconv.py``; frame-level back-ends, VGG's second and later layers); ``"winograd"``: the wide
-    3-tap / 3×3 layers by F(m, 3) with the pooling inside each block (``_winograd.py``; sample-level, VGG;
-    float32 only).
+    3-tap / 3×3 / 7-tap layers by F(m, r) with the pooling inside each block (``_winograd.py``:
+    sample-level, VGG, frame-level back-ends; ``_melwinograd.py``: the one-channel vertical and timbral
+    filters along time, mel bands as channels; float32 only).
     """
     name = type(fe).__name__
     labels = ["conv"]
@@ -114,7 +116,8 @@ def formulations(fe, x: torch.Tensor, precision: str = "float32") -> dict[str, C
         labels.append("gemm")
     if name in FFT_PATHS and fft_layers(fe, x):
         labels.append("fft")
-    if name in WINOGRAD_PATHS and precision == "float32" and winograd_layers(fe, x):
+    if precision == "float32" and (name in WINOGRAD_PATHS and winograd_layers(fe, x)
+                                   or name in MEL_WINOGRAD_PATHS and mel_winograd_filters(fe)):
         labels.append("winograd")
     return {label: (lambda label=label: run_formulation(fe, x, label, precision)) for label in labels}
 
@@ -129,7 +132,7 @@ def run_formulation(fe, x: torch.Tensor, label: str, precision: str = "float32")
     if label == "gemm":
         return _PATHS[name](fe, x.float(), _dtype(precision))
     if label == "winograd":
-        return WINOGRAD_PATHS[name](fe, x.float())
+        return (MEL_WINOGRAD_PATHS.get(name) or WINOGRAD_PATHS[name])(fe, x.float())
     return FFT_PATHS[name](fe, x)
 
 
@@ -153,7 +156,8 @@ def fast_maps(fe, x: torch.Tensor, precision: str = "float32", *, force: bool = 
     fn = _PATHS.get(type(fe).__name__)
     if fn is not None and force:
         return fn(fe, x.float(), _dtype(precision))
-    if fn is None and all(type(fe).__name__ not in paths for paths in (DNN_PATHS, FFT_PATHS, WINOGRAD_PATHS)):
+    if fn is None and all(type(fe).__name__ not in paths for paths in (DNN_PATHS, FFT_PATHS, WINOGRAD_PATHS,
+                                                                          MEL_WINOGRAD_PATHS)):
         return None
     from .tuning import architecture_key, length_bucket, pick_fastest, tuned_choices, tuning_enabled
 
