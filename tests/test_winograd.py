@@ -107,8 +107,8 @@ def test_winograd_is_offered_for_wide_layers_only(name, wide, length):
 def test_mel_winograd_equals_conv2d_max_over_frequency(kt, kf, frames, monkeypatch):
     from fewshot.frontends import _melwinograd
 
-    monkeypatch.setattr(_melwinograd, "_COLUMNS", 12)  # several filter ranges per call
-    monkeypatch.setattr(_melwinograd, "_TILES", 4)  # several blocks of frames
+    monkeypatch.setattr(_melwinograd, "_COLUMNS", 2)  # several filter ranges per call
+    monkeypatch.setattr(_melwinograd, "_ROWS", 4 * (97 - kf))  # several blocks of 4 tiles
     g = torch.Generator().manual_seed(kt * kf + frames)
     conv = torch.nn.Conv2d(1, 5, (kt, kf))
     x = torch.randn(2, 1, frames, 96, generator=g)
