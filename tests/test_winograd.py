@@ -118,10 +118,9 @@ def test_mel_winograd_equals_conv2d_max_over_frequency(kt, kf, frames, monkeypat
     conv = torch.nn.Conv2d(1, 5, (kt, kf))
     x = torch.randn(2, 1, frames, 96, generator=g)
     pad = ((kt - 1) // 2, (kt - 1) // 2) if frames > kt else (0, 0)
-    holder = torch.nn.Module()
     with torch.inference_mode():
         ref = conv(F.pad(x, (0, 0, *pad))).amax(-1).transpose(1, 2)  # [batch, T', F]
-        (got,) = _melwinograd.conv_max_freq_tm(holder, [("b", conv)], x[:, 0], pad=pad)
+        got = _melwinograd.conv_max_freq_tm(conv, x[:, 0], pad=pad)
     assert got.shape == ref.shape
     _assert_close(got, ref)
 
@@ -138,3 +137,18 @@ def test_mel_winograd_formulation_equals_plain(name):
             torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-6 * float(ref.abs().max()) + 1e-6)
     temporal = create_frontend("temporal", filters=4, seed=1)
     assert "winograd" not in formulations(temporal, temporal._check_input(x))
+
+
+@pytest.mark.parametrize("name", ["timbral", "vertical_7x96"])
+def test_stacked_networks_do_not_reuse_the_first_networks_kernels(name):
+    from fewshot.frontends.stacked import stack_frontends
+
+    fes = [create_frontend(name, filters=4, seed=s) for s in range(3)]
+    x = fes[0]._check_input(-40.0 + 10.0 * torch.randn(1, 1, 30, 96, generator=torch.Generator().manual_seed(1)))
+    with torch.inference_mode():
+        formulations(fes[0], x)["winograd"]()  # caches the first network's transformed kernels
+        stacked = stack_frontends(fes)
+        got = formulations(stacked.net, x)["winograd"]()
+        want = stacked.net.forward(x, plain=True)
+        for g, w in zip(got, want, strict=True):
+            _assert_close(g, w)

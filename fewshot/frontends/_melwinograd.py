@@ -38,27 +38,25 @@ def _tile(kt: int) -> int:
     return 1 if kt == 1 else tile_size(1, kt)
 
 
-def _kernels(fe, key, conv: nn.Conv2d, m: int) -> torch.Tensor:
-    """The kernels transformed along time: ``[n, kf, F]`` (cached on ``fe``)."""
-    cache = fe.__dict__.setdefault("_mel_winograd", {})
-    k = (key, m, str(conv.weight.device))
+def _kernels(conv: nn.Conv2d, m: int) -> torch.Tensor:
+    """The kernels transformed along time: ``[n, kf, F]``, cached on the layer under its weight's identity
+    (a stacked or copied network carries other weights under the same layer names)."""
+    w = conv.weight.detach()
+    cache = conv.__dict__.setdefault("_mel_winograd", {})
+    k = (m, str(w.device), w.data_ptr(), tuple(w.shape))
     if k not in cache:
-        w = conv.weight.detach().float()[:, 0]  # [F, kt, kf]
-        g = matrices(m, w.shape[1], w.device)[1]  # [n, kt]
-        cache[k] = torch.einsum("jt,otf->jfo", g, w).contiguous()
+        g = matrices(m, w.shape[2], w.device)[1]  # [n, kt]
+        cache[k] = torch.einsum("jt,otf->jfo", g, w.float()[:, 0]).contiguous()
     return cache[k]
 
 
-def conv_max_freq_tm(fe, branches: list[tuple[object, nn.Conv2d]], xt: torch.Tensor, *,
-                     pad: tuple[int, int]) -> list[torch.Tensor]:
-    """``max over frequency positions of conv2d(x, w) + b`` for one-channel k_t × k_f filters.
+def conv_max_freq_tm(conv: nn.Conv2d, xt: torch.Tensor, *, pad: tuple[int, int]) -> torch.Tensor:
+    """``max over frequency positions of conv2d(x, w) + b`` for a one-channel k_t × k_f filter bank.
 
     Parameters
     ----------
-    fe : Frontend
-        Holds the cache of transformed kernels.
-    branches : list of (key, nn.Conv2d)
-        Filters ``[F, 1, k_t, k_f]``; ``key`` names the branch in the cache.
+    conv : nn.Conv2d
+        Filters ``[F, 1, k_t, k_f]`` (its own padding is ignored).
     xt : Tensor [shape=(batch, T, M)]
         The log-mel, time-major (bands last).
     pad : (int, int)
@@ -66,54 +64,51 @@ def conv_max_freq_tm(fe, branches: list[tuple[object, nn.Conv2d]], xt: torch.Ten
 
     Returns
     -------
-    list of Tensor [shape=(batch, T + pad[0] + pad[1] − k_t + 1, F)]
+    Tensor [shape=(batch, T + pad[0] + pad[1] − k_t + 1, F)]
         Before the activation (the caller applies the monotonic ReLU after the max).
     """
     b, t, bands = xt.shape
-    outs = []
-    for key, conv in branches:
-        kt, kf = conv.kernel_size
-        m = _tile(kt)
-        n = m + kt - 1
-        positions = bands - kf + 1
-        n_out = t + pad[0] + pad[1] - kt + 1
-        n_tiles = -(-n_out // m)
-        a_t, _, b_t = matrices(m, kt, xt.device)
-        u = _kernels(fe, key, conv, m)
-        fo = u.shape[-1]
-        xp = F.pad(xt, (0, 0, pad[0], max(0, n_tiles * m + kt - 1 - t - pad[0]))).contiguous()
-        out = torch.empty(b, n_tiles, m, fo, device=xt.device)
-        step = max(1, _ROWS // positions)  # tiles per block
-        for i in range(b):
-            base = xp[i]
-            for s0 in range(0, n_tiles, step):
-                nt = min(step, n_tiles - s0)
-                win = base.as_strided((nt, n, bands), (m * bands, bands, 1), base.storage_offset() + s0 * m * bands)
-                v = win if n == 1 else torch.matmul(b_t, win)  # Bᵀ d per tile and band: [nt, n, M]
-                v = v.as_strided((n, nt, positions, kf), (v.stride(1), v.stride(0), 1, 1), v.storage_offset())
-                v = v.reshape(n, nt * positions, kf)  # rows = (tile, frequency position): the bands it reads
-                for c0 in range(0, fo, _COLUMNS):
-                    c1 = min(fo, c0 + _COLUMNS)
-                    prod = torch.bmm(v, u[:, :, c0:c1])  # [n, nt·P, c]
-                    y = prod if n == 1 else torch.matmul(a_t, prod.view(n, -1))  # Aᵀ · products: [m, nt·P·c]
-                    y = y.view(m, nt, positions, c1 - c0).amax(2)  # the max over frequency positions
-                    out[i, s0:s0 + nt, :, c0:c1] = y.transpose(0, 1)
-        out = out.view(b, n_tiles * m, fo)[:, :n_out]
-        outs.append(out.add_(conv.bias))
-    return outs
+    kt, kf = conv.kernel_size
+    m = _tile(kt)
+    n = m + kt - 1
+    positions = bands - kf + 1
+    n_out = t + pad[0] + pad[1] - kt + 1
+    n_tiles = -(-n_out // m)
+    a_t, _, b_t = matrices(m, kt, xt.device)
+    u = _kernels(conv, m)
+    fo = u.shape[-1]
+    xp = F.pad(xt, (0, 0, pad[0], max(0, n_tiles * m + kt - 1 - t - pad[0]))).contiguous()
+    out = torch.empty(b, n_tiles, m, fo, device=xt.device)
+    step = max(1, _ROWS // positions)  # tiles per block
+    for i in range(b):
+        base = xp[i]
+        for s0 in range(0, n_tiles, step):
+            nt = min(step, n_tiles - s0)
+            win = base.as_strided((nt, n, bands), (m * bands, bands, 1), base.storage_offset() + s0 * m * bands)
+            v = win if n == 1 else torch.matmul(b_t, win)  # Bᵀ d per tile and band: [nt, n, M]
+            v = v.as_strided((n, nt, positions, kf), (v.stride(1), v.stride(0), 1, 1), v.storage_offset())
+            v = v.reshape(n, nt * positions, kf)  # rows = (tile, frequency position): the bands it reads
+            for c0 in range(0, fo, _COLUMNS):
+                c1 = min(fo, c0 + _COLUMNS)
+                prod = torch.bmm(v, u[:, :, c0:c1])  # [n, nt·P, c]
+                y = prod if n == 1 else torch.matmul(a_t, prod.view(n, -1))  # Aᵀ · products: [m, nt·P·c]
+                y = y.view(m, nt, positions, c1 - c0).amax(2)  # the max over frequency positions
+                out[i, s0:s0 + nt, :, c0:c1] = y.transpose(0, 1)
+    out = out.view(b, n_tiles * m, fo)[:, :n_out]
+    return out.add_(conv.bias)
 
 
 def _vertical(fe, x: torch.Tensor) -> list[torch.Tensor]:
-    (y,) = conv_max_freq_tm(fe, [("v", fe.conv)], x[:, 0], pad=(0, 0))
+    y = conv_max_freq_tm(fe.conv, x[:, 0], pad=(0, 0))
     return [F.relu(y, inplace=True).transpose(1, 2).unsqueeze(-1)]
 
 
 def _cnn_music(fe, x: torch.Tensor) -> list[torch.Tensor]:
     """Timbral branches by Winograd along time; the temporal part as the mel formulation."""
     maps = []
-    for j, conv in enumerate(fe.timbral):
+    for conv in fe.timbral:
         kt = conv.kernel_size[0]
-        (y,) = conv_max_freq_tm(fe, [(j, conv)], x[:, 0], pad=((kt - 1) // 2, (kt - 1) // 2))
+        y = conv_max_freq_tm(conv, x[:, 0], pad=((kt - 1) // 2, (kt - 1) // 2))
         maps.append(F.relu(y, inplace=True).transpose(1, 2).unsqueeze(-1))
     if len(fe.temporal):
         signal = x.mean(dim=3)

@@ -92,7 +92,7 @@ def matrices(m: int, r: int, device: torch.device | str = "cpu") -> tuple[torch.
 def _kernels(conv: nn.Module, tiles: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """The transformed kernels ``U`` of ``conv`` (cached on the layer): ``[Π n, C, O]`` float32."""
     cache = conv.__dict__.setdefault("_winograd_kernels", {})
-    key = (tiles, str(device))
+    key = (tiles, str(device), conv.weight.data_ptr(), tuple(conv.weight.shape))  # a copy may carry other weights
     if key not in cache:
         w = conv.weight.detach().to(device=device, dtype=torch.float32)  # [O, C, *k]
         for axis, (m, r) in enumerate(zip(tiles, conv.kernel_size, strict=True)):
@@ -111,6 +111,8 @@ def worth_winograd(conv: nn.Module, n_out: tuple[int, ...], pool: tuple[int, ...
     """Whether ``conv`` runs here on ``n_out`` output positions pooled by ``pool``: stride 1, no dilation or
     groups, 3 taps per axis (or 7 in 1-D), enough input channels (:data:`MIN_CHANNELS`) and tiles
     (:data:`MIN_TILES`)."""
+    if not isinstance(conv, nn.Conv1d | nn.Conv2d):
+        return False
     dims = len(conv.kernel_size)
     if not all(k in _TILES and (dims == 1 or k == 3) for k in conv.kernel_size):
         return False
