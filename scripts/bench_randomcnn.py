@@ -39,7 +39,8 @@ from fewshot.frontends import (  # noqa: E402
     tuning,  # noqa: E402
 )
 from fewshot.frontends.extract import extract_features  # noqa: E402
-from fewshot.frontends.stacked import extract_features_many, stack_frontends, stack_size  # noqa: E402
+from fewshot.frontends.extract_many import extract_features_many  # noqa: E402
+from fewshot.frontends.stacked import stack_frontends, stack_size  # noqa: E402
 
 
 def machine_info(device: str = "cpu") -> dict:
@@ -179,7 +180,7 @@ def bench_extraction(frontends: list[str] | None = None, widths: tuple[str, ...]
     bf16 : bool, default=True
         Also time ``precision="bfloat16"`` (emulated, hence very slow, on CPUs without AVX512-BF16).
     extraction : bool, default=True
-        Also time :func:`~fewshot.frontends.stacked.extract_features_many` on ``max(seeds, 1)`` networks and
+        Also time :func:`~fewshot.frontends.extract_many.extract_features_many` on ``max(seeds, 1)`` networks and
         16 clips (4 for front-ends slower than 20 clips/s), exactly as a study runs them: measured
         formulation and batch size, stacked where that pays, feature means copied out; per network-clip,
         after one warm-up call (which makes the measured choices).

@@ -8,9 +8,11 @@ import torch
 
 from fewshot.exceptions import ParameterError
 from fewshot.frontends import FRONTENDS, create_frontend
+from fewshot.frontends import extract_many as many_module
 from fewshot.frontends import stacked as stacked_module
 from fewshot.frontends.extract import extract_features
-from fewshot.frontends.stacked import MAX_SEEDS, extract_features_many, stack_frontends, stack_size
+from fewshot.frontends.extract_many import extract_features_many
+from fewshot.frontends.stacked import MAX_SEEDS, stack_frontends, stack_size
 
 CNNS = [n for n in FRONTENDS.names() if FRONTENDS.get(n).meta["widths"] is not None]
 TOL = {"rtol": 1e-4, "atol": 1e-4}  # formulations differ by float rounding (~1e-6 of maps up to ~100)
@@ -42,15 +44,15 @@ def _networks(name: str, k: int, filters: int = 5) -> list:
 def always_stack(monkeypatch):
     """Stack wherever the front-ends allow it (the measured rule would run some of them one at a time)."""
     calls = []
-    original = stacked_module._extract_stacked
-    monkeypatch.setattr(stacked_module, "stack_size", lambda fe, device="cpu", precision="float32": MAX_SEEDS)
+    original = many_module._extract_stacked
+    monkeypatch.setattr(many_module, "stack_size", lambda fe, device="cpu", precision="float32": MAX_SEEDS)
 
     def spy(stacked, *args):
         calls.append(stacked.n_seeds)
         return original(stacked, *args)
 
-    monkeypatch.setattr(stacked_module, "_extract_stacked", spy)
-    monkeypatch.setattr(stacked_module, "_stacked_if_faster", lambda group, *a: stack_frontends(group))
+    monkeypatch.setattr(many_module, "_extract_stacked", spy)
+    monkeypatch.setattr(many_module, "_stacked_if_faster", lambda group, *a: stack_frontends(group))
     return calls
 
 
@@ -107,7 +109,7 @@ def test_extract_features_many_equals_separate(name, always_stack):
 
 
 def test_extract_features_many_layers_progress_and_groups(always_stack, monkeypatch):
-    monkeypatch.setattr(stacked_module, "stack_size", lambda *a, **k: 2)  # 5 networks → stacked groups of 2, 2, 1
+    monkeypatch.setattr(many_module, "stack_size", lambda *a, **k: 2)  # 5 networks → stacked groups of 2, 2, 1
     fes = _networks("temporal", 5, filters=4)
     clips = _clips(fes[0], [40, 41, 40])
     seen = []
@@ -185,8 +187,11 @@ def test_stack_size_offers_every_narrow_network_when_tuned(monkeypatch):
     monkeypatch.setattr("fewshot.frontends._base.he_normal_", lambda w, g: w)
     assert stack_size(create_frontend("timbral", width="small", seed=0)) == MAX_SEEDS  # F 12: measured per machine
     assert stack_size(create_frontend("vertical_7x96", width="small", seed=0)) == 8  # its own limit: 1280 // 160
-    assert stack_size(create_frontend("timbral_temporal", width="large", seed=0)) == 1  # F 128: never paid
-    assert stack_size(create_frontend("vgg", width="large", seed=0)) == 1
+    # every conv reads the input: offered at any width, up to 12,000 filters per pass
+    assert stack_size(create_frontend("timbral_temporal", width="large", seed=0)) == MAX_SEEDS  # F 128
+    assert stack_size(create_frontend("vertical_7x86", width="large", seed=0)) == 3  # 12,000 // 3,585
+    assert stack_size(create_frontend("vgg", width="large", seed=0)) == 1  # deep layers: F 717 never paid
+    assert stack_size(create_frontend("sample_level", width="large", seed=0)) == 1
     assert stack_size(create_frontend("mfcc", seed=0)) == 1
 
 
@@ -279,7 +284,8 @@ def test_experiment_results_do_not_depend_on_stacking(tmp_path, monkeypatch, alw
     from fewshot.results.store import RESULT_COLUMNS, read_results
 
     def rows(out: str, size: int) -> list[tuple]:
-        monkeypatch.setattr(stacked_module, "stack_size", lambda *a, **k: size)
+        for module in (stacked_module, many_module):  # the run's grouping and the extraction's
+            monkeypatch.setattr(module, "stack_size", lambda *a, **k: size)
         cfg = ExperimentConfig(protocol="run", dataset="synth:classes=3,clips=8,seconds=1",
                                methods=["temporal-small+knn", "frame_level-f4+knn", "mfcc+knn"], n=[1, "all"],
                                runs=3, folds=["1", "2"], cache_dir=str(tmp_path / out / "cache"),

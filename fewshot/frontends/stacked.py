@@ -25,47 +25,25 @@ Stacking does not pay everywhere: a 1-input-channel convolution gets slower
 per channel past a few hundred channels on CPU (VGG's first 3×3 layer already
 past 32), and wide front-ends are convolution-bound. Where it pays was measured
 per front-end, width and K (``scripts/bench_randomcnn.py --seeds K``) and is
-encoded in :func:`stack_size`; :func:`extract_features_many` stacks that many
-networks per pass and runs the rest one at a time.
+encoded in :func:`stack_size`; :func:`fewshot.frontends.extract_many.extract_features_many`
+stacks that many networks per pass and runs the rest one at a time.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..exceptions import ParameterError
 from ._base import Frontend
-from ._fast import effective_precision
 from ._spectrogram import VGG, CnnMusic, Vertical
 from ._waveform import FrameLevel, FrameLevelMany, SampleLevel
-from .extract import (
-    batch_key,
-    check_batch_size,
-    check_precision,
-    extract_features,
-    length_groups,
-    prepare_clips,
-    resolve_device,
-    to_batch,
-)
-from .tuning import (
-    MARGIN,
-    architecture_key,
-    length_bucket,
-    measure,
-    remembered,
-    run_in_batches,
-    tuned_choices,
-    tuning_enabled,
-)
+from .tuning import tuning_enabled
 
-__all__ = ["StackedFrontend", "stack_frontends", "stacking_problem", "stack_size", "extract_features_many",
-           "MAX_SEEDS"]
+__all__ = ["StackedFrontend", "stack_frontends", "stacking_problem", "stack_size", "MAX_SEEDS"]
 
 #: Most networks stacked in one pass (activation memory grows with K).
 MAX_SEEDS = 8
@@ -89,9 +67,14 @@ _STACK_LIMITS = {
 
 #: With tuning on (the default), every narrow network is also offered for stacking up to these limits (largest
 #: F, largest K·F per pass; beyond F ≈ 50 stacking measured ≤ 1.0× for every front-end but vertical_7x96, which
-#: keeps its own limits) and :func:`extract_features_many` measures on the first clip whether one stacked pass
-#: beats K single ones on the machine at hand.
+#: keeps its own limits) and :func:`~fewshot.frontends.extract_many.extract_features_many` measures on the
+#: first clip whether one stacked pass beats K single ones on the machine at hand.
 _TUNED_LIMITS = (64, 512)
+#: With tuning on, a network whose every convolution reads the input (vertical, timbral, temporal) is offered
+#: for stacking at any width, up to this many filters per pass (K·F), again measured per machine: with the
+#: Winograd formulations a stacked pass of 3 measured 1.15–1.6× for vertical_7x86 (F 160, 3,585) and 1.04× for
+#: the wide timbral ones (one AVX2 core, December 2026, docs/performance.md).
+_TUNED_SHALLOW_TOTAL = 12_000
 
 
 def _deep_convs(fe: Frontend) -> set[str]:
@@ -286,8 +269,9 @@ def stack_size(frontend: Frontend, device: str | torch.device = "cpu", precision
     """How many networks like ``frontend`` (other seeds) to stack per pass at most; 1 means one at a time.
 
     With tuning on (:mod:`fewshot.frontends.tuning`, the default): also up to K·F ≤
-    512 for every narrow network (F ≤ 64), and :func:`extract_features_many`
-    measures whether stacking pays on this machine. With tuning off, the limits measured on
+    512 for every narrow network (F ≤ 64), up to K·F ≤ 12,000 at any width for the
+    networks whose every convolution reads the input (vertical, timbral, temporal), and
+    :func:`~.extract_many.extract_features_many` measures whether stacking pays on this machine. With tuning off, the limits measured on
     the development CPUs in ``_STACK_LIMITS`` (CPU, float32): stacking pays
     for the narrow temporal, timbral-temporal, frame-level and 7×96 vertical
     front-ends, up to a total filter count K·F per pass; wide front-ends are
@@ -301,123 +285,9 @@ def stack_size(frontend: Frontend, device: str | torch.device = "cpu", precision
     limits = _STACK_LIMITS.get(frontend.name)
     if tuning_enabled():  # also offer every narrow network; extract_features_many measures whether it pays
         limits = tuple(max(a, b) for a, b in zip(limits or (0, 0), _TUNED_LIMITS, strict=True))
+        if not _deep_convs(frontend):
+            limits = (max(limits[0], frontend.filters), max(limits[1], _TUNED_SHALLOW_TOTAL))
     if limits is None:
         return 1
     max_filters, max_total = limits
     return 1 if frontend.filters > max_filters else max(1, min(MAX_SEEDS, max_total // frontend.filters))
-
-
-def extract_features_many(
-    frontends: Sequence[Frontend],
-    inputs: Sequence[np.ndarray],
-    *,
-    device: str | torch.device = "cpu",
-    batch_size: int | None = None,
-    layers: Sequence[str] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    precision: str = "float32",
-) -> list[np.ndarray]:
-    """Feature matrices of several networks: ``[extract_features(fe, inputs, ...) for fe in frontends]``.
-
-    Where the front-ends stack (:func:`stacking_problem`), :func:`stack_size` of the
-    first allows it and one stacked pass is measured faster than K single ones on
-    the first clip (remembered per architecture, K and length; not measured with
-    tuning off), they run in groups of up to that many as one stacked network per
-    batch of clips; otherwise (user, probe or MFCC front-ends,
-    mixed architectures, wide widths, CUDA, bfloat16) one network at a time.
-    Either way clips are processed one batch at a time.
-
-    Parameters
-    ----------
-    frontends : sequence of Frontend
-    inputs : sequence of np.ndarray
-        As for :func:`fewshot.frontends.extract.extract_features`.
-    device, batch_size, layers, precision
-        As for :func:`~fewshot.frontends.extract.extract_features`.
-    progress : callable, optional
-        Called as ``progress(n_done, n_total)`` in network-clips (``len(frontends) · len(inputs)`` in all).
-
-    Returns
-    -------
-    list of np.ndarray [shape=(n_clips, n_features), dtype=float32]
-        One per front-end, in order.
-    """
-    problem = _list_problem(frontends)
-    if problem is not None:
-        raise ParameterError(problem)
-    frontends = list(frontends)
-    dev = resolve_device(device)
-    check_batch_size(batch_size)
-    check_precision(precision)
-    precision = effective_precision(precision, dev)
-    inputs = list(inputs)
-    total = len(frontends) * len(inputs)
-    size = stack_size(frontends[0], dev, precision)
-    n_groups = -(-len(frontends) // size)  # balanced groups of at most `size` networks
-    bounds = np.linspace(0, len(frontends), n_groups + 1).round().astype(int)
-    out: list[np.ndarray] = []
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        group = frontends[lo:hi]
-        base = len(out) * len(inputs)
-        report = None if progress is None else (lambda d, _n, base=base: progress(base + d, total))
-        if len(group) > 1 and stacking_problem(group) is None:
-            stacked = _stacked_if_faster(group, inputs, dev)
-            if stacked is not None:
-                out += _extract_stacked(stacked, inputs, dev, batch_size, layers, report)
-                continue
-        for fe in group:
-            base = len(out) * len(inputs)
-            report = None if progress is None else (lambda d, _n, base=base: progress(base + d, total))
-            out.append(extract_features(fe, inputs, device=dev, batch_size=batch_size, layers=layers,
-                                        progress=report, precision=precision))
-    return out
-
-
-def _stacked_if_faster(group: list[Frontend], inputs: list[np.ndarray], dev: torch.device) -> StackedFrontend | None:
-    """``group`` stacked, or None where one stacked pass is not faster than K single ones on this machine:
-    measured on the first clip (:func:`fewshot.frontends.tuning.measure`; the stacked pass must take under 95 %
-    of K single passes) and remembered per architecture, K and length. Stacked without measuring when tuning
-    is off (the static :func:`stack_size` rule chose to stack), off the CPU or with no clips."""
-    if not inputs or not tuning_enabled() or dev.type != "cpu":
-        return stack_frontends(group).to(dev)
-    first = group[0]
-    x = to_batch(first, prepare_clips(first, inputs[:1]), [0], dev)
-    key = ("stack", architecture_key(first), len(group), length_bucket(x.shape[-2 if x.dim() == 4 else -1]),
-           torch.get_num_threads())
-    if tuned_choices(copy=False).get(key) is False:
-        return None  # known not to pay: do not build the stacked network
-    stacked = stack_frontends(group).to(dev)
-
-    def decide() -> bool:
-        with torch.inference_mode():
-            one, _ = measure(lambda: first.features(x), dev)
-            together, _ = measure(lambda: stacked.features(x), dev)
-        return together < MARGIN * stacked.n_seeds * one
-
-    return stacked if remembered(key, decide) else None
-
-
-def _extract_stacked(stacked: StackedFrontend, inputs: list[np.ndarray], dev: torch.device,
-                     batch_size: int | None, layers: Sequence[str] | None, progress) -> list[np.ndarray]:
-    """One stacked pass per batch of clips; ``progress(n_done, n_total)`` in network-clips."""
-    frontends = stacked.frontends
-    first = frontends[0]
-    clips = prepare_clips(first, inputs)
-    out = [np.empty((len(clips), first.n_features_of(layers)), dtype=np.float32) for _ in frontends]
-    done = 0
-
-    def run(chunk: list[int]) -> None:
-        nonlocal done
-        feats = stacked.features(to_batch(first, clips, chunk, dev), layers=layers).float().cpu().numpy()
-        for k, rows in enumerate(feats):
-            out[k][chunk] = rows
-        done += len(chunk)
-        if progress is not None:
-            progress(done * len(frontends), len(clips) * len(frontends))
-
-    with torch.inference_mode():
-        for length, idx in length_groups(clips):
-            run_in_batches(batch_key(stacked.net, length, dev, "float32"), idx, run, batch_size=batch_size,
-                           device=dev, default=first.default_batch_size(dev),
-                           probe=lambda chunk: stacked.features(to_batch(first, clips, chunk, dev), layers=layers))
-    return out

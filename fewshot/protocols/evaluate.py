@@ -189,7 +189,7 @@ class Context:
         return X
 
     def _extract_many(self, frontends: list, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        from ..frontends.stacked import extract_features_many
+        from ..frontends.extract_many import extract_features_many
 
         return extract_features_many(frontends, inputs, device=self.device, batch_size=self.config.batch_size)
 
