@@ -72,8 +72,8 @@ _STACK_LIMITS = {
 _TUNED_LIMITS = (64, 512)
 #: With tuning on, a network whose every convolution reads the input (vertical, timbral, temporal) is offered
 #: for stacking at any width, up to this many filters per pass (K·F), again measured per machine: with the
-#: Winograd formulations a stacked pass of 3 measured 1.15–1.6× for vertical_7x86 (F 160, 3,585) and 1.04× for
-#: the wide timbral ones (one AVX2 core, December 2026, docs/performance.md).
+#: Winograd formulations a stacked pass of 3 measured 0.96–1.44× three single ones for vertical_7x86 and
+#: 1.01–1.23× for the wide timbral ones (one AVX2 core, two runs, December 2026, docs/performance.md).
 _TUNED_SHALLOW_TOTAL = 12_000
 
 
@@ -271,8 +271,8 @@ def stack_size(frontend: Frontend, device: str | torch.device = "cpu", precision
     With tuning on (:mod:`fewshot.frontends.tuning`, the default): also up to K·F ≤
     512 for every narrow network (F ≤ 64), up to K·F ≤ 12,000 at any width for the
     networks whose every convolution reads the input (vertical, timbral, temporal), and
-    :func:`~.extract_many.extract_features_many` measures whether stacking pays on this machine. With tuning off, the limits measured on
-    the development CPUs in ``_STACK_LIMITS`` (CPU, float32): stacking pays
+    :func:`~.extract_many.extract_features_many` measures whether stacking pays on this machine.
+    With tuning off, the limits measured on the development CPUs in ``_STACK_LIMITS`` (CPU, float32): stacking pays
     for the narrow temporal, timbral-temporal, frame-level and 7×96 vertical
     front-ends, up to a total filter count K·F per pass; wide front-ends are
     convolution-bound and some layers get slower per channel when stacked. Not
