@@ -187,11 +187,12 @@ def test_stack_size_offers_every_narrow_network_when_tuned(monkeypatch):
     monkeypatch.setattr("fewshot.frontends._base.he_normal_", lambda w, g: w)
     assert stack_size(create_frontend("timbral", width="small", seed=0)) == MAX_SEEDS  # F 12: measured per machine
     assert stack_size(create_frontend("vertical_7x96", width="small", seed=0)) == 8  # its own limit: 1280 // 160
-    # every conv reads the input: offered at any width, up to 12,000 filters per pass
+    # one-channel spectrogram filters: offered at any width, up to 12,000 filters per pass
     assert stack_size(create_frontend("timbral_temporal", width="large", seed=0)) == MAX_SEEDS  # F 128
     assert stack_size(create_frontend("vertical_7x86", width="large", seed=0)) == 3  # 12,000 // 3,585
     assert stack_size(create_frontend("vgg", width="large", seed=0)) == 1  # deep layers: F 717 never paid
     assert stack_size(create_frontend("sample_level", width="large", seed=0)) == 1
+    assert stack_size(create_frontend("temporal", width="large", seed=0)) == 1  # F 256: measured ≤ 1.03×
     assert stack_size(create_frontend("mfcc", seed=0)) == 1
 
 

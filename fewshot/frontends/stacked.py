@@ -70,10 +70,11 @@ _STACK_LIMITS = {
 #: keeps its own limits) and :func:`~fewshot.frontends.extract_many.extract_features_many` measures on the
 #: first clip whether one stacked pass beats K single ones on the machine at hand.
 _TUNED_LIMITS = (64, 512)
-#: With tuning on, a network whose every convolution reads the input (vertical, timbral, temporal) is offered
-#: for stacking at any width, up to this many filters per pass (K·F), again measured per machine: with the
-#: Winograd formulations a stacked pass of 3 measured 0.96–1.44× three single ones for vertical_7x86 and
-#: 1.01–1.23× for the wide timbral ones (one AVX2 core, two runs, December 2026, docs/performance.md).
+#: With tuning on, a network with one-channel spectrogram filters (vertical, timbral) is offered for stacking at
+#: any width, up to this many filters per pass (K·F), again measured per machine: with the Winograd
+#: formulations a stacked pass of 3 measured 0.96–1.44× three single ones for vertical_7x86 and 1.01–1.26× for
+#: the wide timbral ones (one AVX2 core, two runs, and two threads; December 2026, docs/performance.md). The
+#: temporal-only front-end is not: 0.84–1.03× at F 256.
 _TUNED_SHALLOW_TOTAL = 12_000
 
 
@@ -270,7 +271,7 @@ def stack_size(frontend: Frontend, device: str | torch.device = "cpu", precision
 
     With tuning on (:mod:`fewshot.frontends.tuning`, the default): also up to K·F ≤
     512 for every narrow network (F ≤ 64), up to K·F ≤ 12,000 at any width for the
-    networks whose every convolution reads the input (vertical, timbral, temporal), and
+    networks with one-channel spectrogram filters (vertical, timbral), and
     :func:`~.extract_many.extract_features_many` measures whether stacking pays on this machine.
     With tuning off, the limits measured on the development CPUs in ``_STACK_LIMITS`` (CPU, float32): stacking pays
     for the narrow temporal, timbral-temporal, frame-level and 7×96 vertical
@@ -285,7 +286,7 @@ def stack_size(frontend: Frontend, device: str | torch.device = "cpu", precision
     limits = _STACK_LIMITS.get(frontend.name)
     if tuning_enabled():  # also offer every narrow network; extract_features_many measures whether it pays
         limits = tuple(max(a, b) for a, b in zip(limits or (0, 0), _TUNED_LIMITS, strict=True))
-        if not _deep_convs(frontend):
+        if type(frontend) is Vertical or type(frontend) is CnnMusic and len(frontend.timbral):
             limits = (max(limits[0], frontend.filters), max(limits[1], _TUNED_SHALLOW_TOTAL))
     if limits is None:
         return 1
