@@ -152,3 +152,10 @@ def test_stacked_networks_do_not_reuse_the_first_networks_kernels(name):
         want = stacked.net.forward(x, plain=True)
         for g, w in zip(got, want, strict=True):
             _assert_close(g, w)
+
+
+def test_layers_without_enough_points_are_not_offered():
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1)
+    assert _winograd.worth_winograd(conv, (80, 40), (4, 2))
+    assert not _winograd.worth_winograd(conv, (90, 40), (9, 2))  # F(9, 3) needs 10 points
+    assert not _winograd.worth_winograd(torch.nn.Conv1d(512, 512, 5), (1000,), (1,))  # 5 taps: no tiles

@@ -82,11 +82,18 @@ def _cnn_music_dnn(fe, x: torch.Tensor) -> list[torch.Tensor]:
         else:
             y = mel_conv_max(fe, i, conv, xc, pad=(kt - 1) // 2, s=s)
         maps.append(F.relu(y, inplace=True).unsqueeze(-1))
-    if len(fe.temporal):
-        signal = x.mean(dim=3)
-        for conv, k in zip(fe.temporal, fe.kernels, strict=True):
-            left = (k - 1) // 2
-            maps.append(F.relu(conv(F.pad(signal, (left, k - 1 - left))), inplace=True))
+    return maps + temporal_maps(fe, x)
+
+
+def temporal_maps(fe, x: torch.Tensor) -> list[torch.Tensor]:
+    """The temporal branches of a :class:`CnnMusic` as defined: conv1d over the frequency-average, ReLU."""
+    if not len(fe.temporal):
+        return []
+    signal = x.mean(dim=3)
+    maps = []
+    for conv, k in zip(fe.temporal, fe.kernels, strict=True):
+        left = (k - 1) // 2
+        maps.append(F.relu(conv(F.pad(signal, (left, k - 1 - left))), inplace=True))
     return maps
 
 

@@ -26,8 +26,9 @@ vs 1,102 ms; VGG's second layer at the large width (717 channels, 320 × 48) 880
 
 Accuracy: the transforms have entries up to 2 (points 0, ±1, ±2, ±1/2), so the
 float32 rounding error grows with the tile; at the sizes used here it is 2e-6
-(F(6, 3)), 9e-6 (F(3, 7)) and 1–2e-5 (2-D) of the largest output, within the float tolerance of the
-plain definition (tested in ``tests/test_perf_paths.py``). Which formulation
+(F(6, 3)), 9e-6 (F(3, 7)) and 0.8–1.6e-5 (2-D) of the largest output (oneDNN's direct
+convolution: 1–4e-6), within the float tolerance of the plain definition (tested in
+``tests/test_winograd.py``). Which formulation
 runs is measured per machine (:mod:`fewshot.frontends.tuning`): on narrow layers
 the transforms cost more than they save.
 
@@ -118,6 +119,8 @@ def worth_winograd(conv: nn.Module, n_out: tuple[int, ...], pool: tuple[int, ...
         return False
     tiles = 1
     for n, p, k in zip(n_out, pool, conv.kernel_size, strict=True):
+        if tile_size(p, k) + k - 2 > len(POINTS):  # no interpolation points for such a tile
+            return False
         tiles *= -(-(n // p * p) // tile_size(p, k))
     return (conv.in_channels >= MIN_CHANNELS[dims] and tiles >= MIN_TILES and conv.groups == 1
             and all(s == 1 for s in conv.stride) and all(d == 1 for d in conv.dilation))
