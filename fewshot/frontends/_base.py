@@ -187,6 +187,9 @@ class Frontend(nn.Module):
     spectrogram: str | None = None
     n_mels: int | None = None
     random: bool = True
+    #: Whether clips may run through this front-end from several threads at once (the built-in CNNs: no
+    #: state changes in ``forward`` beyond idempotent caches); see :mod:`fewshot.frontends.parallel`.
+    thread_safe: bool = False
 
     def __init__(self, *, name: str, width: str | None, filters: int | None, seed: int, input: str,
                  sr: int, min_length: int, layer_sizes: dict[str, int], seconds: float | None = None,

@@ -53,6 +53,8 @@ class VGG(Frontend):
         Cut / repeat-pad clips to this length in :meth:`prepare` (None: whole clips).
     """
 
+    thread_safe = True
+
     WIDTHS = {"small": 32, "large": 717}
     POOLS = ((4, 2), (4, 3), (5, 2), (4, 2), (4, 4))
 
@@ -111,6 +113,8 @@ class Vertical(Frontend):
         As for :class:`VGG`.
     """
 
+    thread_safe = True
+
     WIDTHS = {"small": 160, "large": 3585}
 
     @classmethod
@@ -162,6 +166,8 @@ class CnnMusic(Frontend):
     filters, seed, seconds
         As for :class:`VGG` (the reference accepted only F ∈ {4, 8, …, 256}; any F ≥ 1 works here).
     """
+
+    thread_safe = True
 
     KINDS = {
         "timbral": (True, None),

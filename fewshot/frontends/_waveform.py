@@ -59,6 +59,8 @@ class SampleLevel(Frontend):
         Cut / repeat-pad clips to this length in :meth:`prepare` (None: whole clips).
     """
 
+    thread_safe = True
+
     WIDTHS = {"small": 23, "large": 512}
 
     @classmethod
@@ -133,6 +135,8 @@ class FrameLevel(Frontend):
         As for :class:`SampleLevel`.
     """
 
+    thread_safe = True
+
     WIDTHS = {"small": 40, "large": 896}
 
     @classmethod
@@ -168,6 +172,8 @@ class FrameLevelMany(Frontend):
     filters, seed, seconds
         As for :class:`SampleLevel`.
     """
+
+    thread_safe = True
 
     WIDTHS = {"small": 20, "large": 448}
     KERNELS = (512, 256, 128, 64, 32)

@@ -7,6 +7,7 @@ rows per (``frontend.identity``, audio settings, clip) through
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
@@ -126,7 +127,8 @@ def extract_features(
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
     batch_size : int, optional
         Clips per forward pass. Default: on CPU, 1 or 4, whichever is measured faster per clip on the
-        first clips (:func:`fewshot.frontends.tuning.run_in_batches`); on CUDA
+        first clips, or one clip on each of torch's threads at once where that measured faster still
+        (:func:`fewshot.frontends.tuning.run_in_batches`, :mod:`fewshot.frontends.parallel`); on CUDA
         ``frontend.default_batch_size(device)``.
     layers : sequence of str, optional
         Feature layers to keep (``frontend.feature_layers``); default all.
@@ -166,6 +168,7 @@ def extract_features(
     if home is not None and home != dev:
         frontend.to(dev)
     done = 0
+    lock = threading.Lock()  # run() may be called from several threads (clips in parallel)
 
     def run(chunk: list[int]) -> None:
         nonlocal out, done
@@ -174,17 +177,18 @@ def extract_features(
         if names is not None:
             maps = [m for n, m in zip(frontend.feature_layers, maps, strict=True) if n in names]
         feats = map_means(maps).float().cpu().numpy()
-        if out is None:
-            out = np.empty((len(clips), n_out or feats.shape[1]), dtype=np.float32)
-        if feats.shape[1] != out.shape[1]:
-            raise FewShotError(
-                f"front-end {frontend.name!r} gave {feats.shape[1]} features for some clips and "
-                f"{out.shape[1]} for others; feature maps must have a fixed number of channels"
-            )
-        out[chunk] = feats
-        done += len(chunk)
-        if progress is not None:
-            progress(done, len(clips))
+        with lock:
+            if out is None:
+                out = np.empty((len(clips), n_out or feats.shape[1]), dtype=np.float32)
+            if feats.shape[1] != out.shape[1]:
+                raise FewShotError(
+                    f"front-end {frontend.name!r} gave {feats.shape[1]} features for some clips and "
+                    f"{out.shape[1]} for others; feature maps must have a fixed number of channels"
+                )
+            out[chunk] = feats
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(clips))
 
     try:
         with torch.inference_mode():
@@ -192,7 +196,8 @@ def extract_features(
                 default = frontend.default_batch_size(dev)
                 run_in_batches(batch_key(frontend, length, dev, precision), idx, run, device=dev, default=default,
                                batch_size=batch_size or (default if plain else None),  # plain: as defined
-                               probe=lambda chunk: map_means(frontend.forward(to_batch(frontend, clips, chunk, dev))))
+                               probe=lambda chunk: map_means(frontend.forward(to_batch(frontend, clips, chunk, dev))),
+                               parallel=frontend.thread_safe and not plain)
     finally:
         frontend.precision = saved_precision
         if home is not None and home != dev:

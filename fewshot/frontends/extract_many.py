@@ -8,6 +8,7 @@ measured faster than K single ones on this machine.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -139,19 +140,22 @@ def _extract_stacked(stacked: StackedFrontend, inputs: list[np.ndarray], dev: to
     clips = prepare_clips(first, inputs)
     out = [np.empty((len(clips), first.n_features_of(layers)), dtype=np.float32) for _ in frontends]
     done = 0
+    lock = threading.Lock()  # run() may be called from several threads (clips in parallel)
 
     def run(chunk: list[int]) -> None:
         nonlocal done
         feats = stacked.features(to_batch(first, clips, chunk, dev), layers=layers).float().cpu().numpy()
-        for k, rows in enumerate(feats):
-            out[k][chunk] = rows
-        done += len(chunk)
-        if progress is not None:
-            progress(done * len(frontends), len(clips) * len(frontends))
+        with lock:
+            for k, rows in enumerate(feats):
+                out[k][chunk] = rows
+            done += len(chunk)
+            if progress is not None:
+                progress(done * len(frontends), len(clips) * len(frontends))
 
     with torch.inference_mode():
         for length, idx in length_groups(clips):
             run_in_batches(batch_key(stacked.net, length, dev, "float32"), idx, run, batch_size=batch_size,
                            device=dev, default=first.default_batch_size(dev),
-                           probe=lambda chunk: stacked.features(to_batch(first, clips, chunk, dev), layers=layers))
+                           probe=lambda chunk: stacked.features(to_batch(first, clips, chunk, dev), layers=layers),
+                           parallel=first.thread_safe)
     return out
