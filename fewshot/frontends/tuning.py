@@ -198,8 +198,8 @@ def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]]
     if it is at least 5 % faster per clip.
 
     With ``parallel=True`` (``run`` is safe to call from several threads) and no
-    ``batch_size``, on a CPU where torch has T > 1 threads, one more candidate is
-    measured the same way: T clips at once, one thread each
+    ``batch_size``, on a CPU where torch has T > 1 threads and with at least 2 · T
+    clips, one more candidate is measured the same way: T clips at once, one thread each
     (:mod:`fewshot.frontends.parallel`), timed on the first T clips after a warm-up
     on one thread (which makes the one-thread formulation choices). It is kept under
     ``("parallel", *key[1:])`` if it is at least 5 % faster per clip than the
@@ -210,27 +210,25 @@ def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]]
     workers = 1
     if size is None:
         size = default
-        if device.type == "cpu" and tuning_enabled() and probe is not None \
-                and (key in _CHOICES or len(idx) >= 2 * BATCH_CANDIDATE):
-            per_clip: dict[str, float] = {}
-
+        measuring = device.type == "cpu" and tuning_enabled() and probe is not None
+        per_clip: dict[str, float] = {}
+        if measuring and (key in _CHOICES or len(idx) >= 2 * BATCH_CANDIDATE):
             def decide() -> int:
-                per_clip["1"] = measure(lambda: probe(idx[:1]), device)[0]
+                one = measure(lambda: probe(idx[:1]), device)[0]
                 more = measure(lambda: probe(idx[:BATCH_CANDIDATE]), device)[0] / BATCH_CANDIDATE
-                if more < MARGIN * per_clip["1"]:
-                    per_clip["best"] = more
-                    return BATCH_CANDIDATE
-                per_clip["best"] = per_clip["1"]
-                return 1
+                batched = more < MARGIN * one
+                per_clip["best"] = more if batched else one
+                return BATCH_CANDIDATE if batched else 1
 
             size = int(remembered(key, decide))
-            threads = parallel_workers(device)
-            if parallel and threads > 1 and len(idx) >= threads:
-                def decide_parallel() -> int:
-                    best = per_clip.get("best") or measure(lambda: probe(idx[:size]), device)[0] / size
-                    return threads if _parallel_time(probe, idx[:threads], device) < MARGIN * best else 1
+        threads = parallel_workers(device)
+        pkey = ("parallel", *key[1:])
+        if measuring and parallel and threads > 1 and (pkey in _CHOICES or len(idx) >= 2 * threads):
+            def decide_parallel() -> int:
+                best = per_clip.get("best") or measure(lambda: probe(idx[:size]), device)[0] / size
+                return threads if _parallel_time(probe, idx[:threads], device) < MARGIN * best else 1
 
-                workers = int(remembered(("parallel", *key[1:]), decide_parallel))
+            workers = int(remembered(pkey, decide_parallel))
     if workers > 1:
         run_parallel([[i] for i in idx], run, workers)
         return
