@@ -275,12 +275,13 @@ def _bench_pipeline(nets, x, t_single: float, repeats: int, device: str, clock: 
     chosen = tuning.tuned_choices()
     batches = sorted({v for k, v in chosen.items() if k[0] == "batch"})
     forms = sorted({v for k, v in chosen.items() if k[0] == "formulation"})
-    at_once = max((v for k, v in chosen.items() if k[0] == "parallel"), default=1)  # clips in parallel
+    at_once = max((v for k, v in chosen.items() if k[0] == "parallel"), default=(1, 1))  # chunks in parallel
     return {"extract_clips_s": 1 / per, "extract_speedup": t_plain / per, "plain_extract_clips_s": 1 / per_plain,
             "plain_forward_clips_s": 1 / t_plain,
             "extract_vs_plain_extract": per_plain / per,
             "stack": min(len(nets), stack_size(nets[0], device)),
-            "batch": ("/".join(map(str, batches)) or "1") + (f", {at_once} at once" if at_once > 1 else ""),
+            "batch": ("/".join(map(str, batches)) or "1")
+            + (f"; {at_once[0]} × {at_once[1]} at once" if at_once[0] > 1 else ""),
             "formulation": "/".join(forms) or "conv"}
 
 
@@ -337,8 +338,8 @@ def extraction_markdown(rows: list[dict], *, info: dict, sgemm: float, seconds: 
         n = max(rows[0].get("seeds") or 1, 1)
         lines += ["", f"### As a study extracts ({n} networks per front-end, `extract_features_many`)", "",
                   "Per network-clip, including clip preparation and copying the means out; formulation, "
-                  "batch size ('N at once': N clips in parallel, one thread each) and stacking as measured by the "
-                  "first call (which is not timed). 'plain "
+                  "batch size ('T × B at once': T batches of B clips in parallel, one thread each) and "
+                  "stacking as measured by the first call (which is not timed). 'plain "
                   "extraction' = `extract_features(plain=True, batch_size=1)` per network (the plain forward at "
                   "batch 1 with the same bookkeeping); 'speed-up' = extraction / the plain forward pass at batch 1 "
                   "(bookkeeping counted against extraction). All three timed in one interleave.", "",

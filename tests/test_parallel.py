@@ -75,8 +75,9 @@ def test_run_in_batches_keeps_parallel_clips_where_they_are_faster():
 
     tuning.run_in_batches(("batch", "sleepy"), range(20), run, batch_size=None, device=CPU, default=1,
                           probe=_sleep, parallel=True)
-    assert tuning.tuned_choices()[("parallel", "sleepy")] == 2
-    assert sorted(i for c in seen for i in c) == list(range(20)) and all(len(c) == 1 for c in seen)
+    workers, chunk = tuning.tuned_choices()[("parallel", "sleepy")]
+    assert workers == 2 and chunk in (1, tuning.BATCH_CANDIDATE)
+    assert sorted(i for c in seen for i in c) == list(range(20)) and all(len(c) == chunk for c in seen)
 
 
 def test_run_in_batches_keeps_one_thread_at_a_time_where_parallel_is_not_faster():
@@ -88,7 +89,7 @@ def test_run_in_batches_keeps_one_thread_at_a_time_where_parallel_is_not_faster(
 
     tuning.run_in_batches(("batch", "serial"), range(20), lambda c: None, batch_size=None, device=CPU, default=1,
                           probe=serial, parallel=True)
-    assert tuning.tuned_choices()[("parallel", "serial")] == 1
+    assert tuning.tuned_choices()[("parallel", "serial")][0] == 1
 
 
 @pytest.mark.parametrize("threads,parallel,size", [(1, True, None), (2, False, None), (2, True, 3)])
@@ -101,7 +102,7 @@ def test_parallel_is_not_measured_on_one_thread_without_leave_or_with_a_fixed_ba
 
 @pytest.fixture()
 def always_parallel(monkeypatch):
-    monkeypatch.setattr(tuning, "_parallel_time", lambda probe, clips, device: 0.0)
+    monkeypatch.setattr(tuning, "_parallel_time", lambda probe, clips, chunk, device: 0.0)
 
 
 def _clips(fe, n=10, seed=0):
@@ -119,7 +120,7 @@ def test_parallel_extraction_equals_plain(name, always_parallel):
     fe = create_frontend(name, filters=4, seed=2)
     clips = _clips(fe, 10)
     got = extract_features(fe, clips)
-    assert any(k[0] == "parallel" and v == 2 for k, v in tuning.tuned_choices().items())
+    assert any(k[0] == "parallel" and v[0] == 2 for k, v in tuning.tuned_choices().items())
     np.testing.assert_allclose(got, extract_features(fe, clips, plain=True), rtol=1e-4, atol=1e-5)
 
 

@@ -199,11 +199,12 @@ def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]]
 
     With ``parallel=True`` (``run`` is safe to call from several threads) and no
     ``batch_size``, on a CPU where torch has T > 1 threads and with at least 2 · T
-    clips, one more candidate is measured the same way: T clips at once, one thread each
-    (:mod:`fewshot.frontends.parallel`), timed on the first T clips after a warm-up
-    on one thread (which makes the one-thread formulation choices). It is kept under
-    ``("parallel", *key[1:])`` if it is at least 5 % faster per clip than the
-    chosen batch size on T threads.
+    clips, two more candidates are measured the same way: T chunks at once, one
+    thread each (:mod:`fewshot.frontends.parallel`), of one clip or of the chosen
+    batch size (given 2 · T · size clips), each timed after a warm-up on one thread
+    (which makes the one-thread formulation choices). The choice, ``(T, chunk)`` or
+    ``(1, size)``, is kept under ``("parallel", *key[1:])``: T at once must be at
+    least 5 % faster per clip than the chosen batch size on T threads.
     """
     idx = list(indices)
     size = batch_size
@@ -224,25 +225,34 @@ def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]]
         threads = parallel_workers(device)
         pkey = ("parallel", *key[1:])
         if measuring and parallel and threads > 1 and (pkey in _CHOICES or len(idx) >= 2 * threads):
-            def decide_parallel() -> int:
+            def decide_parallel() -> tuple[int, int]:
                 best = per_clip.get("best") or measure(lambda: probe(idx[:size]), device)[0] / size
-                return threads if _parallel_time(probe, idx[:threads], device) < MARGIN * best else 1
+                choice, limit = (1, size), MARGIN * best  # T at once must beat one at a time by 5 %
+                for chunk in sorted({1, size}):  # one clip per thread, or the chosen batch per thread
+                    if len(idx) >= 2 * threads * chunk:
+                        t = _parallel_time(probe, idx[:threads * chunk], chunk, device)
+                        if t < limit:
+                            choice, limit = (threads, chunk), t
+                return choice
 
-            workers = int(remembered(pkey, decide_parallel))
+            workers, size = remembered(pkey, decide_parallel)
     if workers > 1:
-        run_parallel([[i] for i in idx], run, workers)
+        run_parallel([idx[s:s + size] for s in range(0, len(idx), size)], run, workers)
         return
     for start in range(0, len(idx), size):
         run(idx[start:start + size])
 
 
-def _parallel_time(probe: Callable[[list[int]], object], clips: list[int], device: torch.device) -> float:
-    """Seconds per clip of ``probe`` on ``clips`` run at once, one thread each (after a warm-up on one thread,
-    alone, so that the one-thread formulation choices are measured without a neighbour)."""
+def _parallel_time(probe: Callable[[list[int]], object], clips: list[int], chunk: int,
+                   device: torch.device) -> float:
+    """Seconds per clip of ``probe`` on ``clips`` in chunks of ``chunk``, the chunks run at once, one thread each
+    (after a warm-up on one thread, alone, so that the one-thread formulation choices are measured without a
+    neighbour)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        probe(clips[:1])
+        probe(clips[:chunk])
     finally:
         torch.set_num_threads(before)
-    return measure(lambda: run_parallel([[i] for i in clips], probe, len(clips)), device)[0] / len(clips)
+    chunks = [clips[s:s + chunk] for s in range(0, len(clips), chunk)]
+    return measure(lambda: run_parallel(chunks, probe, len(chunks)), device)[0] / len(clips)
