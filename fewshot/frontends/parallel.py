@@ -2,23 +2,14 @@
 
 Why. A batch-1 forward pass of a narrow random CNN is a chain of small operations
 (convolutions over 20–40 channels, pools, means) that PyTorch's intra-op threads split
-poorly. On the 2-vCPU development VM (AVX2, 5-s clips, 16 clips, wall clock):
-
-=====================  ==================  ==================  ==============
-front-end              plain, 2 threads    optimized, 2        2 clips × 1
-=====================  ==================  ==================  ==============
-sample_level small     237 clips/s         238                 401
-frame_level_many small 227                 214                 320
-timbral small          154                 151                 228
-vertical_7x86 large    9.0                 12.6                19.3
-timbral large          8.3                 16.7                15.5
-temporal large         602                 572                 471
-=====================  ==================  ==================  ==============
-
-So two clips at once, each on one thread, win for some networks and lose for others
-(temporal: its one long-kernel GEMM splits well over threads). Like the formulation and
-the batch size it is measured on the first clips of an extraction
-(:func:`fewshot.frontends.tuning.run_in_batches`) and used only where it is faster.
+poorly: on the 2-vCPU development VM the plain sample_level small pass ran no faster on
+two threads than on one. Two clips at once, each on one thread, keep both cores busy.
+Some networks split well over threads instead (temporal's one long-kernel GEMM; some
+wide layers), so, like the formulation and the batch size, the mode is measured on the
+first clips of an extraction (:func:`fewshot.frontends.tuning.run_in_batches`) and used
+only where it is faster. With it the two-thread extraction table went from 1.70× to
+2.07× the plain forward pass at batch 1 (geometric mean; docs/performance.md, "fourth
+pass").
 
 The workers are Python threads: PyTorch releases the GIL inside its operators, and with
 ``torch.set_num_threads(1)`` each operator runs on the thread that calls it. Every
