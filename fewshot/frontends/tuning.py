@@ -235,7 +235,9 @@ def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]]
                             choice, limit = (threads, chunk), t
                 return choice
 
-            workers, size = remembered(pkey, decide_parallel)
+            at_once, chunk = remembered(pkey, decide_parallel)
+            if at_once > 1:  # else the batch-size choice stands (it may have been measured after this one)
+                workers, size = at_once, chunk
     if workers > 1:
         run_parallel([idx[s:s + size] for s in range(0, len(idx), size)], run, workers)
         return
