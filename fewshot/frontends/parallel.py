@@ -20,14 +20,15 @@ rows and report progress under a lock).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-__all__ = ["run_parallel", "parallel_workers"]
+__all__ = ["run_parallel", "parallel_workers", "one_torch_thread"]
 
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 _LOCK = threading.Lock()
@@ -36,6 +37,17 @@ _LOCK = threading.Lock()
 def parallel_workers(device: torch.device) -> int:
     """How many clips could run at once, one core each: torch's thread count on CPU, else 1."""
     return torch.get_num_threads() if device.type == "cpu" else 1
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run the block with one torch thread (torch's setting is per process; restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
@@ -73,20 +85,17 @@ def run_parallel(chunks: Sequence[list[int]], run: Callable[[list[int]], object]
         with torch.inference_mode(inference), torch.set_grad_enabled(grad):
             run(chunk)
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
     futures = []
-    try:
-        pool = _pool(workers)
-        futures = [pool.submit(work, chunk) for chunk in chunks]
-        for future in futures:
-            future.result()
-    except BaseException:
-        for future in futures:
-            future.cancel()
-        for future in futures:  # let started chunks finish before torch's threads change back
-            if not future.cancelled():
-                future.exception()
-        raise
-    finally:
-        torch.set_num_threads(before)
+    with one_torch_thread():
+        try:
+            pool = _pool(workers)
+            futures = [pool.submit(work, chunk) for chunk in chunks]
+            for future in futures:
+                future.result()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            for future in futures:  # let started chunks finish before torch's threads change back
+                if not future.cancelled():
+                    future.exception()
+            raise

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .parallel import parallel_workers, run_parallel
+from .parallel import one_torch_thread, parallel_workers, run_parallel
 
 __all__ = ["tuning_enabled", "set_tuning", "tuned_choices", "clear_tuned", "pick_fastest", "run_in_batches",
            "architecture_key", "measure", "remembered", "BATCH_CANDIDATE"]
@@ -250,11 +250,7 @@ def _parallel_time(probe: Callable[[list[int]], object], clips: list[int], chunk
     """Seconds per clip of ``probe`` on ``clips`` in chunks of ``chunk``, the chunks run at once, one thread each
     (after a warm-up on one thread, alone, so that the one-thread formulation choices are measured without a
     neighbour)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         probe(clips[:chunk])
-    finally:
-        torch.set_num_threads(before)
     chunks = [clips[s:s + chunk] for s in range(0, len(clips), chunk)]
     return measure(lambda: run_parallel(chunks, probe, len(chunks)), device)[0] / len(clips)
