@@ -7,9 +7,9 @@ two threads than on one. Two clips at once, each on one thread, keep both cores 
 Some networks split well over threads instead (temporal's one long-kernel GEMM; some
 wide layers), so, like the formulation and the batch size, the mode is measured on the
 first clips of an extraction (:func:`fewshot.frontends.tuning.run_in_batches`) and used
-only where it is faster. With it the two-thread extraction table went from 1.70× to
-2.07× the plain forward pass at batch 1 (geometric mean; docs/performance.md, "fourth
-pass").
+only where it is faster. With it the two-thread extraction table on 5-s clips went from
+1.70× to 2.04–2.07× the plain forward pass at batch 1 (geometric mean of two runs;
+docs/performance.md, "fourth pass", which also gives the smaller gains on 29-s clips).
 
 The workers are Python threads: PyTorch releases the GIL inside its operators, and with
 ``torch.set_num_threads(1)`` each operator runs on the thread that calls it. Every
