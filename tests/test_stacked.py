@@ -70,6 +70,8 @@ def test_stacked_maps_and_features_equal_separate(name, k):
         for fe, f, m in zip(fes, feats, maps, strict=True):
             torch.testing.assert_close(f, fe.features(x), **TOL)
             for got, want in zip(m, fe.forward(x), strict=True):
+                if got.dim() == 2 or want.dim() == 2:  # a formulation may return a map as its channel means
+                    got, want = (t if t.dim() == 2 else t.flatten(2).mean(-1) for t in (got, want))
                 assert got.shape == want.shape
                 torch.testing.assert_close(got, want, **TOL)
 

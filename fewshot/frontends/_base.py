@@ -271,6 +271,11 @@ class Frontend(nn.Module):
     def forward(self, x: torch.Tensor, *, plain: bool = False) -> list[torch.Tensor]:
         """Feature maps ``[batch, channels, ...]`` of a batch (short inputs are repeat-padded).
 
+        An optimized formulation may return a map already reduced to its channel means,
+        ``[batch, channels]`` (the temporal branches' GEMM formulation does, so that their long maps
+        are never written out); :func:`map_means` takes such a map as it is. ``plain=True`` always
+        returns the whole maps.
+
         Parameters
         ----------
         x : Tensor [shape=(batch, n_samples) or (batch, 1, n_frames, n_mels)]
