@@ -29,12 +29,13 @@ from .extract import (
 )
 from .stacked import StackedFrontend, _list_problem, stack_frontends, stack_size, stacking_problem
 from .tuning import (
-    MARGIN,
     architecture_key,
     length_bucket,
     measure,
+    race,
     remembered,
     run_in_batches,
+    sample,
     tuned_choices,
     tuning_enabled,
 )
@@ -110,9 +111,10 @@ def extract_features_many(
 
 def _stacked_if_faster(group: list[Frontend], inputs: list[np.ndarray], dev: torch.device) -> StackedFrontend | None:
     """``group`` stacked, or None where one stacked pass is not faster than K single ones on this machine:
-    measured on the first clip (:func:`fewshot.frontends.tuning.measure`; the stacked pass must take under 95 %
-    of K single passes) and remembered per architecture, K and length. Stacked without measuring when tuning
-    is off (the static :func:`stack_size` rule chose to stack), off the CPU or with no clips."""
+    measured on the first clip (:func:`~fewshot.frontends.tuning.measure`, then
+    :func:`~fewshot.frontends.tuning.race`; the stacked pass must take under 95 % of K single passes) and
+    remembered per architecture, K and length. Stacked without measuring when tuning is off (the static
+    :func:`stack_size` rule chose to stack), off the CPU or with no clips."""
     if not inputs or not tuning_enabled() or dev.type != "cpu":
         return stack_frontends(group).to(dev)
     first = group[0]
@@ -123,11 +125,13 @@ def _stacked_if_faster(group: list[Frontend], inputs: list[np.ndarray], dev: tor
         return None  # known not to pay: do not build the stacked network
     stacked = stack_frontends(group).to(dev)
 
+    fns = {False: lambda: first.features(x), True: lambda: stacked.features(x)}
+    n_calls = {False: stacked.n_seeds, True: 1}  # passes for the K networks
+
     def decide() -> bool:
         with torch.inference_mode():
-            one, _ = measure(lambda: first.features(x), dev)
-            together, _ = measure(lambda: stacked.features(x), dev)
-        return together < MARGIN * stacked.n_seeds * one
+            times = {k: measure(fn, dev)[0] * n_calls[k] for k, fn in fns.items()}
+            return bool(race(times, lambda k: sample(fns[k], dev, times[k] / n_calls[k]) * n_calls[k], False)[0])
 
     return stacked if remembered(key, decide) else None
 

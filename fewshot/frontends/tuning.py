@@ -11,8 +11,10 @@ plain definition on the other (docs/performance.md).
 So the first time a front-end architecture meets an input shape, each candidate
 formulation (:func:`fewshot.frontends._fast.formulations`) runs on that very batch
 — a warm-up call (oneDNN primitive creation, cached kernel transforms), then
-timed calls, short ones repeated for at least 20 ms (:func:`measure`) — and the
-fastest is remembered for the process (an alternative to the first, default
+timed calls, short ones repeated for at least 20 ms (:func:`measure`); candidates
+within 2× of the fastest, and the default within 3×, are timed twice more,
+interleaved (:func:`race`), since one busy moment of a shared host can slow any
+single sample — and the fastest is remembered for the process (an alternative to the first, default
 formulation must be 5 % faster, so noise never picks a slower path); its output
 is returned, so the
 features are never computed by a path other than one of the exact formulations
@@ -40,7 +42,7 @@ import torch
 from .parallel import one_torch_thread, parallel_workers, run_parallel
 
 __all__ = ["tuning_enabled", "set_tuning", "tuned_choices", "clear_tuned", "pick_fastest", "run_in_batches",
-           "architecture_key", "measure", "remembered", "BATCH_CANDIDATE"]
+           "architecture_key", "measure", "race", "sample", "remembered", "BATCH_CANDIDATE"]
 
 #: The batch size tried against 1 on CPU (batches of 16 were measured slower per clip on 29-s clips).
 BATCH_CANDIDATE = 4
@@ -56,8 +58,11 @@ MARGIN = 0.95
 #: A timed sample lasts at least this long (short calls repeated, at most _MAX_CALLS times).
 MIN_SAMPLE = 0.02
 _MAX_CALLS = 200
-#: Candidates within this factor of the fastest after one round are timed once more (a close race).
-_CLOSE = 1.3
+#: Candidates within this factor of the fastest after one round (the default: within _DROP_FACTOR) are timed
+#: again (a close race; one busy moment of this 2-vCPU VM slowed single samples by up to 2×) ...
+_CLOSE = 2.0
+#: ... this many more times, interleaved (two: one busy moment of the host rarely covers both samples).
+_ROUNDS = 2
 
 
 def tuning_enabled() -> bool:
@@ -132,6 +137,12 @@ def measure(fn: Callable[[], object], device: torch.device, *, give_up: float = 
     return min(first, again), out
 
 
+def sample(fn: Callable[[], object], device: torch.device, seconds_per_call: float) -> float:
+    """Seconds per call of one more timed sample of ``fn`` (``seconds_per_call``: an earlier measurement,
+    which sets how many calls make :data:`MIN_SAMPLE` seconds)."""
+    return _timed(fn, device, _sample_calls(seconds_per_call))[0]
+
+
 def _sample_calls(seconds_per_call: float) -> int:
     """Calls that make a timed sample of at least :data:`MIN_SAMPLE` seconds (at most ``_MAX_CALLS``)."""
     return max(1, min(_MAX_CALLS, math.ceil(MIN_SAMPLE / max(seconds_per_call, 1e-7))))
@@ -140,9 +151,9 @@ def _sample_calls(seconds_per_call: float) -> int:
 def pick_fastest(key: tuple, candidates: dict[str, Callable[[], object]], device: torch.device) -> object:
     """Run the remembered choice for ``key``, or measure every candidate and remember the fastest.
 
-    Each candidate is measured once (:func:`measure`); those within ``_CLOSE`` (1.3×) of
-    the fastest are timed once more, one after the other, and keep their better time.
-    The first candidate is the default: the others must beat it by 5 % (:data:`MARGIN`).
+    Each candidate is measured once (:func:`measure`); the close ones are timed twice more,
+    interleaved, and keep their best time (:func:`race`). The first candidate is the default: the
+    others must beat it by 5 % (:data:`MARGIN`).
 
     Parameters
     ----------
@@ -164,25 +175,50 @@ def pick_fastest(key: tuple, candidates: dict[str, Callable[[], object]], device
     if len(candidates) == 1 or not tuning_enabled():
         return next(iter(candidates.values()))()
     default = next(iter(candidates))
-    times: dict[str, float] = {}
+    first: dict[str, float] = {}
     best_name, best_out = None, None
     for name, fn in candidates.items():
-        t, out = measure(fn, device, give_up=_DROP_FACTOR * min(times.values(), default=math.inf))
-        times[name] = t if name == default else t / MARGIN  # alternatives must beat the default by 5 %
-        if best_name is None or times[name] < times[best_name]:
+        t, out = measure(fn, device, give_up=_DROP_FACTOR * min(first.values(), default=math.inf))
+        first[name] = t
+        if best_name is None or _held(name, t, default) < _held(best_name, first[best_name], default):
             best_name, best_out = name, out
         del out
-    # A close race is timed once more, interleaved, so that one slow minute of the host cannot decide it.
-    close = [n for n in candidates if times[n] < _CLOSE * times[best_name]]
+    outs = {}
+
+    def timer(name: str) -> float:
+        t, outs[name] = _timed(candidates[name], device, _sample_calls(first[name]))
+        return t
+
+    choice, _ = race(first, timer, default)
+    _CHOICES[key] = choice
+    return outs[choice] if choice in outs else best_out
+
+
+def _held(name: object, seconds: float, default: object) -> float:
+    """A candidate's time as compared: alternatives to the default must beat it by 5 % (:data:`MARGIN`)."""
+    return seconds if name == default else seconds / MARGIN
+
+
+def race(first: dict, timer: Callable[[object], float], default: object) -> tuple[object, dict]:
+    """The fastest candidate after re-timing the close ones, interleaved; and every candidate's best seconds.
+
+    ``first`` maps each candidate to its first measurement (seconds per unit of work); ``timer(name)`` times
+    one more sample of it. The finalists are the candidates within ``_CLOSE`` (2×) of the fastest and the
+    default if within ``_DROP_FACTOR`` (3×) of it, since a busy moment of the host can slow any one
+    measurement. They are timed :data:`_ROUNDS` more times, one after the other, and keep their best time.
+    Alternatives must beat the default by 5 % (:data:`MARGIN`), so noise does not pick a slower path.
+    """
+    best_times = dict(first)
+    best = min(first, key=lambda n: _held(n, first[n], default))
+    lead = _held(best, first[best], default)
+    close = [n for n in first
+             if _held(n, first[n], default) < (_DROP_FACTOR if n == default else _CLOSE) * lead]
     if len(close) > 1:
-        outs = {}
-        for name in close:
-            t, outs[name] = _timed(candidates[name], device, _sample_calls(times[name]))
-            times[name] = min(times[name], t if name == default else t / MARGIN)
-        best_name = min(close, key=times.__getitem__)
-        best_out = outs[best_name]
-    _CHOICES[key] = best_name
-    return best_out
+        for _ in range(_ROUNDS):
+            for name in close:
+                best_times[name] = min(best_times[name], timer(name))
+        best = min(close, key=lambda n: _held(n, best_times[n], default))
+    return best, best_times
 
 
 def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]], None], *,
@@ -194,8 +230,8 @@ def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]]
     without a ``probe``, ``default``; on CPU the remembered choice for ``key``, or,
     with at least ``2 · BATCH_CANDIDATE`` clips, measured: ``probe`` (the same
     computation as ``run`` without its side effects) on the first clip and on the
-    first :data:`BATCH_CANDIDATE` clips (:func:`measure`); the larger batch is kept
-    if it is at least 5 % faster per clip.
+    first :data:`BATCH_CANDIDATE` clips (:func:`measure`, then :func:`race`); the larger
+    batch is kept if it is at least 5 % faster per clip.
 
     With ``parallel=True`` (``run`` is safe to call from several threads) and no
     ``batch_size``, on a CPU where torch has T > 1 threads and with at least 2 · T
@@ -215,25 +251,29 @@ def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]]
         per_clip: dict[str, float] = {}
         if measuring and (key in _CHOICES or len(idx) >= 2 * BATCH_CANDIDATE):
             def decide() -> int:
-                one = measure(lambda: probe(idx[:1]), device)[0]
-                more = measure(lambda: probe(idx[:BATCH_CANDIDATE]), device)[0] / BATCH_CANDIDATE
-                batched = more < MARGIN * one
-                per_clip["best"] = more if batched else one
-                return BATCH_CANDIDATE if batched else 1
+                first = {n: measure(lambda n=n: probe(idx[:n]), device)[0] / n for n in (1, BATCH_CANDIDATE)}
+                best, times = race(first, lambda n: sample(lambda: probe(idx[:n]), device, first[n] * n) / n, 1)
+                per_clip["best"] = times[best]
+                return best
 
             size = int(remembered(key, decide))
         threads = parallel_workers(device)
         pkey = ("parallel", *key[1:])
         if measuring and parallel and threads > 1 and (pkey in _CHOICES or len(idx) >= 2 * threads):
             def decide_parallel() -> tuple[int, int]:
-                best = per_clip.get("best") or measure(lambda: probe(idx[:size]), device)[0] / size
-                choice, limit = (1, size), MARGIN * best  # T at once must beat one at a time by 5 %
+                first = {(1, size): per_clip.get("best") or measure(lambda: probe(idx[:size]), device)[0] / size}
                 for chunk in sorted({1, size}):  # one clip per thread, or the chosen batch per thread
                     if len(idx) >= 2 * threads * chunk:
-                        t = _parallel_time(probe, idx[:threads * chunk], chunk, device)
-                        if t < limit:
-                            choice, limit = (threads, chunk), t
-                return choice
+                        first[threads, chunk] = _parallel_time(probe, idx[:threads * chunk], chunk, device)
+
+                def timer(choice: tuple[int, int]) -> float:
+                    n, chunk = choice[0] * choice[1], choice[1]
+                    chunks = [idx[s:s + chunk] for s in range(0, n, chunk)]
+                    work = (lambda: probe(chunks[0])) if choice[0] == 1 else \
+                        (lambda: run_parallel(chunks, probe, len(chunks)))
+                    return sample(work, device, first[choice] * n) / n
+
+                return race(first, timer, (1, size))[0]  # T at once must beat one at a time by 5 %
 
             at_once, chunk = remembered(pkey, decide_parallel)
             if at_once > 1:  # else the batch-size choice stands (it may have been measured after this one)
