@@ -145,3 +145,40 @@ def test_front_ends_not_marked_thread_safe_never_run_in_parallel(always_parallel
     assert not fe.thread_safe
     extract_features(fe, [np.random.default_rng(0).normal(0, 0.1, 4000).astype(np.float32) for _ in range(10)])
     assert not any(k[0] == "parallel" for k in tuning.tuned_choices())
+
+
+class _FakeStacked:
+    """A stacked network taking ``seconds`` per pass; ``serial``: passes cannot overlap (they share the cores)."""
+
+    n_seeds = 3
+
+    def __init__(self, seconds: float, serial: bool) -> None:
+        self.seconds, self.lock = seconds, threading.Lock() if serial else None
+
+    def features(self, x):
+        if self.lock is None:
+            time.sleep(self.seconds)
+        else:
+            with self.lock:
+                time.sleep(self.seconds)
+
+    def to(self, device):
+        return self
+
+
+@pytest.mark.parametrize(("workers", "serial", "stacks"), [
+    (2, True, False),  # stacked 20 ms/clip beats 3 × 10 ms one at a time, but not 3 × 10 ms two at once (15)
+    (2, False, True),  # stacked passes overlap too: 10 ms/clip two at once beats 15
+    (1, True, True),   # one thread: no clips in parallel, stacked 20 ms beats 30
+])
+def test_stacking_is_weighed_against_single_networks_with_clips_in_parallel(monkeypatch, workers, serial, stacks):
+    from fewshot.frontends import extract_many as many_module
+
+    fes = [create_frontend("temporal", filters=2, seed=s) for s in range(3)]
+    fake = _FakeStacked(0.02, serial)
+    monkeypatch.setattr(many_module, "stack_frontends", lambda group: fake)
+    monkeypatch.setattr(many_module, "parallel_workers", lambda device: workers)
+    fes[0].features = lambda x: time.sleep(0.01)  # sleeping releases the GIL: two single passes overlap
+    got = many_module._stacked_if_faster(fes, _clips(fes[0], 1), CPU)
+    assert (got is fake) is stacks
+    assert [v for k, v in tuning.tuned_choices().items() if k[0] == "stack"] == [stacks]
