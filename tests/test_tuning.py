@@ -229,16 +229,29 @@ def test_tuned_extraction_equals_untuned(name):
 
 @pytest.mark.parametrize("pad", [(0, 0), (3, 3), (2, 5)])
 @pytest.mark.parametrize("length", [7, 50, 131])
-def test_fft_conv1d_equals_conv1d(pad, length):
-    from fewshot.frontends._fftconv import fft_conv1d
+def test_fft_conv1d_tm_equals_conv1d(pad, length):
+    from fewshot.frontends._fftconv import fft_conv1d_tm
 
     g = torch.Generator().manual_seed(length)
     conv = torch.nn.Conv1d(6, 5, 7)
     x = torch.randn(2, 6, length, generator=g)
     with torch.inference_mode():
         ref = conv(torch.nn.functional.pad(x, pad))
-        for tile in (16, 64):
-            torch.testing.assert_close(fft_conv1d(x, conv, pad, tile), ref, rtol=1e-4, atol=1e-5)
+        for tile in (15, 16, 64):  # odd and even DFT lengths (the Nyquist bin)
+            got = fft_conv1d_tm(x.transpose(1, 2).contiguous(), conv, pad, tile)
+            torch.testing.assert_close(got.transpose(1, 2), ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,left,n_out", [(512, 0, 20), (256, 112, 21), (32, 0, 30), (48, 5, 9)])
+def test_strided_conv_tm_equals_conv1d(kernel, left, n_out):
+    from fewshot.frontends._waveform import strided_conv_tm
+
+    g = torch.Generator().manual_seed(kernel)
+    conv = torch.nn.Conv1d(1, 7, kernel, stride=32)
+    x = torch.randn(3, (n_out - 1) * 32 + kernel - left - 3, generator=g)  # 3 samples short: zero-padded
+    with torch.inference_mode():
+        ref = conv(torch.nn.functional.pad(x, (left, 3)).unsqueeze(1))
+        torch.testing.assert_close(strided_conv_tm(conv, x, left, n_out).transpose(1, 2), ref, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("shape", [(3, 3), (20, 9), (37, 48)])

@@ -155,30 +155,11 @@ def _strided_conv(fe_conv, x: torch.Tensor, left: int, n_out: int, dtype) -> tor
     return _windows_gemm(rows, k // 32, n_out, w, lambda y: _relu_(y.add_(bias)), n_post=n_out, dtype=dtype)
 
 
-def _backend(be, h: torch.Tensor, dtype) -> list[torch.Tensor]:
-    e1 = _conv1d_tm(h, be.b1, pad=(0, 0), dtype=dtype, act=_relu_)
-    e2 = _conv1d_tm(e1, be.b2, pad=(3, 3), dtype=dtype, act=_relu_).add_(e1)
-    n = e2.shape[1] // 2 * 2
-    p = e2[:, :n].reshape(e2.shape[0], n // 2, 2, e2.shape[2]).amax(2)
-    e3 = _conv1d_tm(p, be.b3, pad=(3, 3), dtype=dtype, act=_relu_).add_(p)
-    return [_cf(e1), _cf(e2), _cf(e3)]
-
-
 def _frame_level(fe, x: torch.Tensor, dtype) -> list[torch.Tensor]:
-    n_out = (x.shape[1] - 512) // 32 + 1
-    h = _strided_conv(fe.conv, x, 0, n_out, dtype)
-    return [_cf(h), *_backend(fe.backend, h, dtype)]
+    from ._waveform import frame_level_tm
 
-
-def _frame_level_many(fe, x: torch.Tensor, dtype) -> list[torch.Tensor]:
-    from ._waveform import _same_pad
-
-    n = x.shape[1]
-    n_out = -(-n // 32)
-    fronts = [_strided_conv(conv, x, _same_pad(n, k, 32)[0], n_out, dtype)
-              for conv, k in zip(fe.convs, fe.KERNELS, strict=True)]
-    h = torch.cat(fronts, 2)
-    return [*(_cf(f) for f in fronts), *_backend(fe.backend, h, dtype)]
+    return frame_level_tm(fe, x, lambda conv, x, left, n_out: _strided_conv(conv, x, left, n_out, dtype),
+                          lambda conv, h, pad: _conv1d_tm(h, conv, pad=pad, dtype=dtype, act=_relu_))
 
 
 # ---------------------------------------------------------------------- log-mel front-ends
@@ -333,7 +314,7 @@ def _temporal_means(sp: torch.Tensor, conv, dtype) -> torch.Tensor:
 GEMM_PATHS = {
     "SampleLevel": _sample_level,
     "FrameLevel": _frame_level,
-    "FrameLevelMany": _frame_level_many,
+    "FrameLevelMany": _frame_level,
     "VGG": _vgg,
     "Vertical": _vertical,
     "CnnMusic": _cnn_music,

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._gemmconv import _cf, _conv1d_tm, _relu_, _vgg_layer, sample_level_first
+from ._waveform import conv1d_tm
 
 __all__ = ["matrices", "conv1d_pool_tm", "conv2d_pool_tm", "worth_winograd", "tile_size"]
 
@@ -265,18 +266,18 @@ def _vgg(fe, x: torch.Tensor) -> list[torch.Tensor]:
     return maps
 
 
-def _conv_cf(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``layer(x)`` on a channels-first ``[batch, C, T]`` map (its own zero padding), by F(3, 7) / F(4, 3) in a
-    time-major copy where :func:`worth_winograd` says so."""
-    k, pad = layer.kernel_size[0], layer.padding[0]
-    if not worth_winograd(layer, (x.shape[-1] + 2 * pad - k + 1,), (1,)):
-        return layer(x)
-    return conv1d_pool_tm(x.transpose(1, 2), layer, pad=(pad, pad)).transpose(1, 2)
+def _relu_layer(layer: nn.Conv1d, h: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
+    """ReLU of a frame-level back-end layer on a time-major map ``[batch, T, C]``: by F(3, 7) where
+    :func:`worth_winograd` says so, else oneDNN's convolution."""
+    k = layer.kernel_size[0]
+    if not worth_winograd(layer, (h.shape[1] + pad[0] + pad[1] - k + 1,), (1,)):
+        return conv1d_tm(layer, h, pad).clamp_(min=0)
+    return conv1d_pool_tm(h, layer, pad=pad, act=_relu_)
 
 
 def _frame_level(fe, x: torch.Tensor) -> list[torch.Tensor]:
-    """The front-end's own strided convolutions, then its kernel-7 back-end by F(3, 7) where wide."""
-    return fe._maps(x, False, conv=_conv_cf)
+    """The optimized time-major path (``_waveform.frame_level_tm``), its kernel-7 back-end by F(3, 7) where wide."""
+    return fe._maps(x, False, layer=_relu_layer)
 
 
 def winograd_layers(fe, x: torch.Tensor) -> bool:
