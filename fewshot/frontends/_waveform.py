@@ -142,14 +142,12 @@ def strided_conv_tm(conv: nn.Conv1d, x: torch.Tensor, left: int, n_out: int) -> 
 def conv1d_tm(conv: nn.Module, h: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
     """A stride-1 conv1d of a time-major map ``[batch, T, C]`` → ``[batch, T', O]`` (oneDNN, channels-last).
 
-    ``conv`` may also be a stacked networks' per-seed layer (``convs``, optional ``index``: see
+    ``conv`` may also be a stacked networks' per-seed layer (``convs`` and ``split``: see
     :mod:`fewshot.frontends.stacked`); each seed's conv then reads its own channels.
     """
     if hasattr(conv, "convs"):
-        c = conv.in_channels
-        parts = [h.narrow(2, k * c, c) if conv.index is None else h.index_select(2, conv.index[k])
-                 for k in range(len(conv.convs))]
-        return torch.cat([conv1d_tm(one, part, pad) for one, part in zip(conv.convs, parts, strict=True)], 2)
+        return torch.cat([conv1d_tm(one, part, pad) for one, part in zip(conv.convs, conv.split(h, 2), strict=True)],
+                         2)
     cache = conv.__dict__.setdefault("_tm_weights", {})
     if str(h.device) not in cache:
         cache[str(h.device)] = conv.weight.detach().to(h.device).unsqueeze(2).contiguous(
