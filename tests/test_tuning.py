@@ -126,10 +126,27 @@ def test_race_re_times_only_the_finalists_and_holds_alternatives_to_the_margin()
     # x is 3 % faster than the default on every sample: not the 5 % an alternative needs
     best, times = tuning.race({"d": 1.2, "x": 1.0, "far": 9.0}, timer, "d")
     assert best == "d" and times == {"d": 1.0, "x": 0.97, "far": 9.0}
-    assert sorted(timed) == ["d", "d", "x", "x"]  # two interleaved rounds; "far" (9× behind) is not timed again
+    # a tie (held times 2 % apart): every round up to _MAX_ROUNDS; "far" (9× behind) is never timed again
+    assert sorted(timed) == ["d"] * tuning._MAX_ROUNDS + ["x"] * tuning._MAX_ROUNDS
     timed.clear()
     assert tuning.race({"d": 4.0, "x": 1.0}, timer, "d") == ("x", {"d": 4.0, "x": 1.0})
     assert timed == []  # the default 4× behind: out of the race, and a lone finalist needs no re-timing
+
+
+def test_race_times_a_tie_again_until_it_is_decided():
+    """Two leaders within 15 % after the two rounds get more samples; the round that breaks the tie ends it."""
+    samples = {"d": iter([1.0, 1.0, 1.0, 1.0, 1.0]), "x": iter([1.0, 0.98, 0.7, 0.7, 0.7]),
+               "y": iter([1.5, 1.5, 1.5])}
+    timed = []
+
+    def timer(name):
+        timed.append(name)
+        return next(samples[name])
+
+    best, times = tuning.race({"d": 1.1, "x": 1.05, "y": 1.6}, timer, "d")
+    assert best == "x" and times["x"] == 0.7
+    # two rounds of all three finalists, then the two leaders once more: x's 0.7 s is 30 % ahead, so it stops
+    assert timed == ["d", "x", "y", "d", "x", "y", "d", "x"]
 
 
 def test_run_in_batches_re_times_the_batch_choice():
