@@ -142,19 +142,25 @@ def strided_conv_tm(conv: nn.Conv1d, x: torch.Tensor, left: int, n_out: int) -> 
 def conv1d_tm(conv: nn.Module, h: torch.Tensor, pad: tuple[int, int]) -> torch.Tensor:
     """A stride-1 conv1d of a time-major map ``[batch, T, C]`` → ``[batch, T', O]`` (oneDNN, channels-last).
 
-    ``conv`` may also be a stacked networks' per-seed layer (``convs`` and ``split``: see
-    :mod:`fewshot.frontends.stacked`); each seed's conv then reads its own channels.
+    ``conv`` may also be a stacked networks' per-seed layer (``convs`` and ``index``: see
+    :mod:`fewshot.frontends.stacked`); each seed's conv then reads its own channels, as one grouped
+    convolution over the seed-major channels. Time-major, oneDNN ran it at 1.3–1.9× the speed of one call per
+    seed on channel slices (each slice is copied) and as fast as the single networks' calls (AVX2 host,
+    K = 3, 20–40 channels, 1,860 and 10,900 frames).
     """
-    if hasattr(conv, "convs"):
-        return torch.cat([conv1d_tm(one, part, pad) for one, part in zip(conv.convs, conv.split(h, 2), strict=True)],
-                         2)
-    cache = conv.__dict__.setdefault("_tm_weights", {})
+    convs = conv.convs if hasattr(conv, "convs") else [conv]
+    groups = len(convs)
+    cache = conv.__dict__.setdefault("_tm_conv", {})
     if str(h.device) not in cache:
-        cache[str(h.device)] = conv.weight.detach().to(h.device).unsqueeze(2).contiguous(
-            memory_format=torch.channels_last)
+        w = torch.cat([c.weight.detach() for c in convs]).to(h.device).unsqueeze(2)
+        cache[str(h.device)] = (w.contiguous(memory_format=torch.channels_last),
+                                torch.cat([c.bias.detach() for c in convs]).to(h.device))
+    weight, bias = cache[str(h.device)]
+    if getattr(conv, "index", None) is not None:  # seed k's channels gathered, seed-major
+        h = h.index_select(2, conv.index.reshape(-1))
     if pad[0] != pad[1]:
         h, pad = F.pad(h, (0, 0, pad[0], pad[1])), (0, 0)
-    y = F.conv2d(h.transpose(1, 2).unsqueeze(2), cache[str(h.device)], conv.bias, padding=(0, pad[0]))
+    y = F.conv2d(h.transpose(1, 2).unsqueeze(2), weight, bias, padding=(0, pad[0]), groups=groups)
     return y.squeeze(2).transpose(1, 2)
 
 

@@ -54,14 +54,14 @@ _STACKABLE = (SampleLevel, FrameLevel, FrameLevelMany, Vertical, CnnMusic, VGG)
 #: Where stacking was measured faster on CPU (float32, batch 1, one thread, 5-s clips, K = 3, 5, 8; per
 #: network-clip against one optimized network at a time): front-end name → (largest filter count F, largest
 #: K·F per pass). Measured 1.1–3.1× inside these limits, ≤ 1.0× (or within noise) outside them; front-ends
-#: not listed (sample_level, timbral, vertical_7x86, vgg: 0.6–1.1×) never stack. frame_level was listed
-#: (F 40: 1.1–1.25×) until its single networks ran time-major (December 2026): stacked then measured 0.98× at
-#: K 3, 5 and 8 (one thread, 5-s clips, AVX2 host), since each seed's back-end reads a copied channel slice.
+#: not listed (sample_level, timbral, vertical_7x86, vgg: 0.6–1.1×) never stack. Re-measured for the
+#: frame-level networks once they ran time-major with grouped back-end convolutions (December 2026, AVX2 host).
 _STACK_LIMITS = {
     "temporal": (48, 144),          # F 12: 2.2-3.1x (K 3-8); F 24: 1.7-1.9x; F 48: 1.4x at K 3, 0.5x at K 5
     "timbral_temporal": (12, 96),   # F 6: 1.8-2.3x; F 12: 1.1-1.2x; F 48: 0.9x
     "timbral_time": (12, 96),       # as timbral_temporal
-    "frame_level_many": (20, 160),  # F 20: 1.2-1.4x (time-major, Dec. 2026: 1.12-1.23x); F 40: 0.9-1.2x; F 80: 0.7x
+    "frame_level_many": (20, 160),  # F 20: 1.2-1.4x (time-major: 1.03-1.18x); F 40: 0.9-1.2x; F 80: 0.7x
+    "frame_level": (40, 320),       # F 40: 1.1-1.25x (time-major: 1.13-1.17x); F 80: 1.0x
     "vertical_7x96": (160, 1280),   # F 160: 1.2x; F 400-1000: 1.05x
 }
 
@@ -137,10 +137,12 @@ def _list_problem(frontends: object) -> str | None:
 class _PerSeedConv(nn.Module):
     """K convolutions, each reading its own seed's channels of a stacked map; outputs concatenated seed-major.
 
-    The same arithmetic as a grouped convolution (``groups=K``), run as K calls:
-    oneDNN's grouped convolutions were measured from 0.4× to 1.4× the K separate
-    calls depending on channels and length (no stable rule), the K calls never
-    slower than the separate networks.
+    The same arithmetic as a grouped convolution (``groups=K``), run as K calls on
+    channels-first maps: there oneDNN's grouped convolutions were measured from 0.4×
+    to 1.4× the K separate calls depending on channels and length (no stable rule),
+    the K calls never slower than the separate networks. On time-major maps (the
+    frame-level back-ends, :func:`~fewshot.frontends._waveform.conv1d_tm`) the grouped
+    convolution is used: the K calls would each copy a channel slice first.
 
     Parameters
     ----------
