@@ -144,9 +144,9 @@ def conv1d_tm(conv: nn.Module, h: torch.Tensor, pad: tuple[int, int]) -> torch.T
 
     ``conv`` may also be a stacked networks' per-seed layer (``convs`` and ``index``: see
     :mod:`fewshot.frontends.stacked`); each seed's conv then reads its own channels, as one grouped
-    convolution over the seed-major channels. Time-major, oneDNN ran it at 1.3–1.9× the speed of one call per
-    seed on channel slices (each slice is copied) and as fast as the single networks' calls (AVX2 host,
-    K = 3, 20–40 channels, 1,860 and 10,900 frames).
+    convolution over the seed-major channels. Time-major, oneDNN ran it at 1.2–1.9× the speed of one call per
+    seed on channel slices (each slice is copied) and at 0.84–1.5× the single networks' calls (AVX2 host,
+    one and two threads, K = 3, 20–40 channels, 1,860 and 10,900 frames).
     """
     convs = conv.convs if hasattr(conv, "convs") else [conv]
     groups = len(convs)
