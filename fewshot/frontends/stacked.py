@@ -159,14 +159,11 @@ class _PerSeedConv(nn.Module):
         self.in_channels = convs[0].in_channels
         self.register_buffer("index", index, persistent=False)
 
-    def split(self, x: torch.Tensor, dim: int = 1) -> list[torch.Tensor]:
-        """Each seed's input channels of a stacked map whose channel axis is ``dim``."""
-        c = self.in_channels
-        return [x.narrow(dim, k * c, c) if self.index is None else x.index_select(dim, self.index[k])
-                for k in range(len(self.convs))]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([conv(h) for conv, h in zip(self.convs, self.split(x), strict=True)], 1)
+        c = self.in_channels
+        parts = [x.narrow(1, k * c, c) if self.index is None else x.index_select(1, self.index[k])
+                 for k in range(len(self.convs))]
+        return torch.cat([conv(h) for conv, h in zip(self.convs, parts, strict=True)], 1)
 
 
 def _concat_conv(convs: list[nn.Module]) -> nn.Module:
