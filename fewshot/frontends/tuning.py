@@ -66,8 +66,10 @@ _ROUNDS = 2
 #: While the leader's held time is within this factor of the runner-up's, the two are timed again ...
 _TIE = 1.15
 #: ... up to this many rounds in all: single samples on the 2-vCPU VM moved by 10–30 %, so two rounds left
-#: close calls to chance (vertical_7x86 small on 29-s clips chose one clip at a time in one benchmark run,
-#: 21–27 ms per network-clip, against 16–20 ms for two clips at once in three re-runs; docs/performance.md).
+#: close calls to chance. It does not settle every one: vertical_7x86 small on 29-s clips still made four
+#: different choices in four extractions, since on its first clips the ways it weighs read the same
+#: (23–28.5 ms per clip) although two clips at once is ~20 % faster over a whole extraction (seventh pass in
+#: docs/performance.md).
 _MAX_ROUNDS = 6
 
 
