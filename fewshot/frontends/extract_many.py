@@ -150,7 +150,8 @@ def _stacked_if_faster(group: list[Frontend], inputs: list[np.ndarray], dev: tor
             # the best way with K separate networks is the default stacking must beat
             apart = min((w for w in times if not w[0]), key=times.__getitem__)
             rivals = {w: t for w, t in times.items() if w == apart or w[0]}
-            best = race(rivals, lambda w: sample(ways[w][0], dev, times[w] / ways[w][1]) * ways[w][1], apart)[0]
+            best = race(rivals, lambda w: sample(ways[w][0], dev, times[w] / ways[w][1], settle=w[1] > 1)
+                        * ways[w][1], apart)[0]
         return bool(best[0])
 
     return stacked if remembered(key, decide) else None

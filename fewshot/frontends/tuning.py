@@ -15,7 +15,7 @@ timed calls, short ones repeated for at least 20 ms (:func:`measure`); candidate
 within 2× of the fastest, and the default within 3×, are timed twice more,
 interleaved (:func:`race`), since one busy moment of a shared host can slow any
 single sample, and the two leaders up to four times more while within 15 % —
-and the fastest is remembered for the process (an alternative to the first,
+and the fastest by median is remembered for the process (an alternative to the first,
 default formulation must be 5 % faster, so noise never picks a slower path); its
 output is returned, so the features are never computed by a path other than one of the exact formulations
 (they agree within float tolerance, tested in ``tests/test_perf_paths.py``).
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 from collections.abc import Callable, Sequence
 
@@ -145,9 +146,20 @@ def measure(fn: Callable[[], object], device: torch.device, *, give_up: float = 
     return min(first, again), out
 
 
-def sample(fn: Callable[[], object], device: torch.device, seconds_per_call: float) -> float:
+def sample(fn: Callable[[], object], device: torch.device, seconds_per_call: float, *,
+           settle: bool = False) -> float:
     """Seconds per call of one more timed sample of ``fn`` (``seconds_per_call``: an earlier measurement,
-    which sets how many calls make :data:`MIN_SAMPLE` seconds)."""
+    which sets how many calls make :data:`MIN_SAMPLE` seconds).
+
+    ``settle=True`` makes one untimed call first. Use it for clips run in parallel (one torch thread
+    each) when the call before may have used several torch threads: OpenMP's idle threads then spin for
+    a few milliseconds and take a core from the workers. On the 2-vCPU VM, two temporal small clips at
+    once took 2.35 ms per clip right after a two-thread pass and 1.25 ms after another parallel call
+    (1.26 ms with ``GOMP_SPINCOUNT=0``), so unsettled samples made a race favour one clip at a time.
+    Extraction pays this once per :func:`~fewshot.frontends.parallel.run_parallel` call, over all its clips.
+    """
+    if settle:
+        fn()
     return _timed(fn, device, _sample_calls(seconds_per_call))[0]
 
 
@@ -160,8 +172,8 @@ def pick_fastest(key: tuple, candidates: dict[str, Callable[[], object]], device
     """Run the remembered choice for ``key``, or measure every candidate and remember the fastest.
 
     Each candidate is measured once (:func:`measure`); the close ones are timed twice more,
-    interleaved, and keep their best time (:func:`race`; a tie within 15 % is timed up to four more
-    times). The first candidate is the default: the others must beat it by 5 % (:data:`MARGIN`).
+    interleaved, and are compared by the median of their samples (:func:`race`; a tie within 15 % is timed
+    up to four more times). The first candidate is the default: the others must beat it by 5 % (:data:`MARGIN`).
 
     Parameters
     ----------
@@ -208,17 +220,27 @@ def _held(name: object, seconds: float, default: object) -> float:
 
 
 def race(first: dict, timer: Callable[[object], float], default: object) -> tuple[object, dict]:
-    """The fastest candidate after re-timing the close ones, interleaved; and every candidate's best seconds.
+    """The fastest candidate after re-timing the close ones, interleaved; and every candidate's median seconds.
 
     ``first`` maps each candidate to its first measurement (seconds per unit of work); ``timer(name)`` times
     one more sample of it. The finalists are the candidates within ``_CLOSE`` (2×) of the fastest and the
     default if within ``_DROP_FACTOR`` (3×) of it, since a busy moment of the host can slow any one
-    measurement. They are timed :data:`_ROUNDS` more times, one after the other, and keep their best time;
-    while the two leaders are then within 15 % (:data:`_TIE`), those two are timed again, up to
-    :data:`_MAX_ROUNDS` rounds in all.
+    measurement. They are timed :data:`_ROUNDS` more times, one after the other, and compared by the median
+    of their samples (the first measurement included); while the two leaders are then within 15 %
+    (:data:`_TIE`), those two are timed again, up to :data:`_MAX_ROUNDS` rounds in all.
     Alternatives must beat the default by 5 % (:data:`MARGIN`), so noise does not pick a slower path.
+
+    Why the median, not the best sample: first measurements are taken one candidate after the other, and
+    this 2-vCPU VM runs fast and slow for seconds at a time, so a candidate first measured in a fast spell
+    kept a time no later sample came near. vertical_7x86 small (29-s clips, three seeds) kept its
+    separate networks on a first 44.3 ms although they then read 48.7–64.0 ms in six interleaved rounds,
+    against 43.5–52.4 ms for two stacked passes at once (docs/performance.md, eighth pass).
     """
-    best_times = dict(first)
+    samples = {name: [t] for name, t in first.items()}
+
+    def held(name: object) -> float:
+        return _held(name, statistics.median(samples[name]), default)
+
     best = min(first, key=lambda n: _held(n, first[n], default))
     lead = _held(best, first[best], default)
     close = [n for n in first
@@ -226,16 +248,15 @@ def race(first: dict, timer: Callable[[object], float], default: object) -> tupl
     if len(close) > 1:
         for _ in range(_ROUNDS):
             for name in close:
-                best_times[name] = min(best_times[name], timer(name))
+                samples[name].append(timer(name))
         for _ in range(_MAX_ROUNDS - _ROUNDS):  # a tie between the two leaders: more samples of both
-            pair = sorted(close, key=lambda n: _held(n, best_times[n], default))[:2]
-            held = [_held(n, best_times[n], default) for n in pair]
-            if held[1] >= _TIE * held[0]:
+            pair = sorted(close, key=held)[:2]
+            if held(pair[1]) >= _TIE * held(pair[0]):
                 break
             for name in pair:
-                best_times[name] = min(best_times[name], timer(name))
-        best = min(close, key=lambda n: _held(n, best_times[n], default))
-    return best, best_times
+                samples[name].append(timer(name))
+        best = min(close, key=held)
+    return best, {name: statistics.median(times) for name, times in samples.items()}
 
 
 def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]], None], *,
@@ -288,7 +309,7 @@ def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]]
                     chunks = [idx[s:s + chunk] for s in range(0, n, chunk)]
                     work = (lambda: probe(chunks[0])) if choice[0] == 1 else \
                         (lambda: run_parallel(chunks, probe, len(chunks)))
-                    return sample(work, device, first[choice] * n) / n
+                    return sample(work, device, first[choice] * n, settle=choice[0] > 1) / n
 
                 return race(first, timer, (1, size))[0]  # T at once must beat one at a time by 5 %
 
