@@ -92,6 +92,55 @@ def test_run_in_batches_keeps_one_thread_at_a_time_where_parallel_is_not_faster(
     assert tuning.tuned_choices()[("parallel", "serial")][0] == 1
 
 
+def test_refinement_on_real_clips_corrects_a_close_race_the_probes_got_wrong():
+    """The probes cannot overlap (they hold a lock), so two at once reads no faster; the real clips do overlap.
+    A small extraction leaves the race open; a large one refines it on its own clips, each run once."""
+    gate, seen, lock = threading.Lock(), [], threading.Lock()
+
+    def probe(chunk):
+        with gate:
+            time.sleep(0.003 * len(chunk) ** 1.5)  # superlinear: batches of one win
+
+    def run(chunk):
+        with lock:
+            seen.append((tuple(chunk), threading.current_thread().name))
+        time.sleep(0.003 * len(chunk) ** 1.5)
+
+    key, pkey = ("batch", "lying-probe"), ("parallel", "lying-probe")
+    tuning.run_in_batches(key, range(20), run, batch_size=None, device=CPU, default=1, probe=probe, parallel=True)
+    assert tuning.tuned_choices()[pkey] == (1, 1)  # one at a time: two at once must be 5 % faster
+    assert pkey in tuning._OPEN  # too few clips to refine: left open
+    assert sorted(i for c, _ in seen for i in c) == list(range(20))
+    seen.clear()
+    tuning.run_in_batches(key, range(200), run, batch_size=None, device=CPU, default=1, probe=probe, parallel=True)
+    assert tuning.tuned_choices()[pkey] == (2, 1) and pkey not in tuning._OPEN  # refined, then closed
+    assert sorted(i for c, _ in seen for i in c) == list(range(200))
+    refined = 5 * (1 + 2 + 2 * 2)  # five rounds: an untimed unit (1 clip; 2 at once) and a block of 2 clips, each
+    assert all(name.startswith("fewshot-clip") for c, name in seen if c[0] >= refined)  # the rest: two at once
+
+
+def test_refinement_of_the_batch_size_without_clips_in_parallel():
+    """Without clips in parallel the batch-size race is the one refined: a fixed cost per call that the probes
+    do not pay makes batches of four faster on the real clips."""
+    sizes = []
+
+    def run(chunk):
+        sizes.append(len(chunk))
+        time.sleep(0.001 + 0.002 * len(chunk))
+
+    key = ("batch", "fixed-cost")
+    tuning.run_in_batches(key, range(300), run, batch_size=None, device=CPU, default=1,
+                          probe=lambda chunk: time.sleep(0.002 * len(chunk)), parallel=False)
+    assert tuning.tuned_choices()[key] == tuning.BATCH_CANDIDATE and key not in tuning._OPEN
+    assert sum(sizes) == 300 and sizes[-10:-1] == [tuning.BATCH_CANDIDATE] * 9  # 235 clips after refining
+
+
+def test_a_clear_race_is_not_refined():
+    tuning.run_in_batches(("batch", "clear"), range(200), lambda c: None, batch_size=None, device=CPU, default=1,
+                          probe=_sleep, parallel=True)
+    assert tuning.tuned_choices()[("parallel", "clear")][0] == 2 and not tuning._OPEN
+
+
 @pytest.mark.parametrize("threads,parallel,size", [(1, True, None), (2, False, None), (2, True, 3)])
 def test_parallel_is_not_measured_on_one_thread_without_leave_or_with_a_fixed_batch(threads, parallel, size):
     torch.set_num_threads(threads)

@@ -20,8 +20,10 @@ default formulation must be 5 % faster, so noise never picks a slower path); its
 output is returned, so the features are never computed by a path other than one of the exact formulations
 (they agree within float tolerance, tested in ``tests/test_perf_paths.py``).
 A candidate whose first timed call is over 3× the best so far is not timed again.
-The CPU batch size (1 or :data:`BATCH_CANDIDATE` clips per pass) is measured the
-same way on the first clips of an extraction.
+The CPU batch size (1 or :data:`BATCH_CANDIDATE` clips per pass) and whether clips
+run in parallel are measured the same way on the first clips of an extraction; where
+that race is close, its two leaders are then timed on the extraction's own clips,
+features kept, and the faster by median is kept for good (:func:`run_in_batches`).
 
 Choices are keyed by architecture (parameter shapes, so every seed of one
 front-end shares them), input shape (length rounded to a power of two), device,
@@ -72,6 +74,20 @@ _TIE = 1.15
 #: (23–28.5 ms per clip) although two clips at once is ~20 % faster over a whole extraction (seventh pass in
 #: docs/performance.md).
 _MAX_ROUNDS = 6
+#: A way of running clips (batch size, clips in parallel) whose runner-up reads within this factor of it is
+#: refined on the extraction's own clips (:func:`run_in_batches`): the probes' samples left such races to
+#: chance (sample_level small on 29-s clips chose two clips at once in one run and batches of four one at a
+#: time in the next, 1.81× against 1.52× the plain pass; docs/performance.md, eighth and ninth passes) ...
+_REFINE_CLOSE = 1.3
+#: ... over this many rounds, each an untimed unit (which settles the threads) and a timed block of real
+#: clips per finalist, their features kept; the refined choice is the median of these blocks alone (the
+#: probes may read differently from the extraction itself) ...
+_REFINE_ROUNDS = 5
+#: ... a round running only while the clips after it number at least this many times all those refined so far
+#: in the call, so that at most a quarter of an extraction's clips go to refining (half of them to the leader);
+#: small extractions leave the race open for a later, larger one.
+_REFINE_REST = 3
+_OPEN: dict[tuple, dict] = {}
 
 
 def tuning_enabled() -> bool:
@@ -82,7 +98,7 @@ def tuning_enabled() -> bool:
 def set_tuning(enabled: bool) -> None:
     """Turn measuring on or off for this process (forgets earlier choices)."""
     _STATE["enabled"] = bool(enabled)
-    _CHOICES.clear()
+    clear_tuned()
 
 
 def tuned_choices(copy: bool = True) -> dict[tuple, object]:
@@ -94,6 +110,7 @@ def tuned_choices(copy: bool = True) -> dict[tuple, object]:
 def clear_tuned() -> None:
     """Forget every choice (the next extraction measures again)."""
     _CHOICES.clear()
+    _OPEN.clear()
 
 
 def remembered(key: tuple, decide: Callable[[], object]) -> object:
@@ -219,7 +236,8 @@ def _held(name: object, seconds: float, default: object) -> float:
     return seconds if name == default else seconds / MARGIN
 
 
-def race(first: dict, timer: Callable[[object], float], default: object) -> tuple[object, dict]:
+def race(first: dict, timer: Callable[[object], float], default: object, *,
+         keep: dict | None = None) -> tuple[object, dict]:
     """The fastest candidate after re-timing the close ones, interleaved; and every candidate's median seconds.
 
     ``first`` maps each candidate to its first measurement (seconds per unit of work); ``timer(name)`` times
@@ -235,8 +253,12 @@ def race(first: dict, timer: Callable[[object], float], default: object) -> tupl
     kept a time no later sample came near. vertical_7x86 small (29-s clips, three seeds) kept its
     separate networks on a first 44.3 ms although they then read 48.7–64.0 ms in six interleaved rounds,
     against 43.5–52.4 ms for two stacked passes at once (docs/performance.md, eighth pass).
+
+    ``keep``, a dict, receives every candidate's samples (for :func:`run_in_batches`' refinement).
     """
     samples = {name: [t] for name, t in first.items()}
+    if keep is not None:
+        keep.update(samples)
 
     def held(name: object) -> float:
         return _held(name, statistics.median(samples[name]), default)
@@ -279,6 +301,15 @@ def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]]
     (which makes the one-thread formulation choices). The choice, ``(T, chunk)`` or
     ``(1, size)``, is kept under ``("parallel", *key[1:])``: T at once must be at
     least 5 % faster per clip than the chosen batch size on T threads.
+
+    Refinement on real clips: where the last of these races was close (runner-up within
+    ``_REFINE_CLOSE`` = 1.3× of the leader), its two leaders are timed again on the
+    clips being extracted, whose features are kept (:func:`_refine`): per round, one
+    untimed unit and one timed block of each, for ``_REFINE_ROUNDS`` = 5 rounds, which
+    may span several calls; a round runs only while the clips after it are at least 3×
+    those refined in the call so far (at most a quarter of the call's clips). Then the
+    leader by the median of its blocks is kept for good (with the 5 % margin for
+    alternatives to the default).
     """
     idx = list(indices)
     size = batch_size
@@ -287,17 +318,20 @@ def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]]
         size = default
         measuring = device.type == "cpu" and tuning_enabled() and probe is not None
         per_clip: dict[str, float] = {}
+        samples: dict[tuple, dict] = {}  # key → the samples of a race run in this call
         if measuring and (key in _CHOICES or len(idx) >= 2 * BATCH_CANDIDATE):
             def decide() -> int:
                 first = {n: measure(lambda n=n: probe(idx[:n]), device)[0] / n for n in (1, BATCH_CANDIDATE)}
-                best, times = race(first, lambda n: sample(lambda: probe(idx[:n]), device, first[n] * n) / n, 1)
+                best, times = race(first, lambda n: sample(lambda: probe(idx[:n]), device, first[n] * n) / n, 1,
+                                   keep=samples.setdefault(key, {}))
                 per_clip["best"] = times[best]
                 return best
 
             size = int(remembered(key, decide))
         threads = parallel_workers(device)
         pkey = ("parallel", *key[1:])
-        if measuring and parallel and threads > 1 and (pkey in _CHOICES or len(idx) >= 2 * threads):
+        in_parallel = measuring and parallel and threads > 1
+        if in_parallel and (pkey in _CHOICES or len(idx) >= 2 * threads):
             def decide_parallel() -> tuple[int, int]:
                 first = {(1, size): per_clip.get("best") or measure(lambda: probe(idx[:size]), device)[0] / size}
                 for chunk in sorted({1, size}):  # one clip per thread, or the chosen batch per thread
@@ -311,16 +345,89 @@ def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]]
                         (lambda: run_parallel(chunks, probe, len(chunks)))
                     return sample(work, device, first[choice] * n, settle=choice[0] > 1) / n
 
-                return race(first, timer, (1, size))[0]  # T at once must beat one at a time by 5 %
+                # T at once must beat one at a time by 5 %
+                return race(first, timer, (1, size), keep=samples.setdefault(pkey, {}))[0]
 
             at_once, chunk = remembered(pkey, decide_parallel)
             if at_once > 1:  # else the batch-size choice stands (it may have been measured after this one)
                 workers, size = at_once, chunk
+        # the last race refines: the parallel one where clips may run in parallel, else the batch size
+        last = pkey if in_parallel else key
+        if last in samples:
+            _open_refinement(last, samples[last], (1, size) if last == pkey else 1)
+        if measuring and last in _OPEN:
+            idx = _refine(last, idx, run, device)
+            choice = _CHOICES[last]
+            if last == key:
+                size = choice
+            elif choice[0] > 1:
+                workers, size = choice
+            else:
+                workers = 1
+    _run_way(idx, run, workers, size)
+
+
+def _run_way(clips: list[int], run: Callable[[list[int]], None], workers: int, size: int) -> None:
+    """``run`` over ``clips`` in chunks of ``size``, ``workers`` chunks at once (one thread each) or in order."""
+    chunks = [clips[s:s + size] for s in range(0, len(clips), size)]
     if workers > 1:
-        run_parallel([idx[s:s + size] for s in range(0, len(idx), size)], run, workers)
+        run_parallel(chunks, run, workers)
         return
-    for start in range(0, len(idx), size):
-        run(idx[start:start + size])
+    for chunk in chunks:
+        run(chunk)
+
+
+def _as_way(choice: object) -> tuple[int, int]:
+    """A batch-size or parallel choice as ``(chunks at once, clips per chunk)``."""
+    return choice if isinstance(choice, tuple) else (1, int(choice))
+
+
+def _open_refinement(key: tuple, samples: dict, default: object) -> None:
+    """Keep the two leaders of a race just run (``samples``: candidate → seconds per clip) for :func:`_refine`,
+    if the runner-up's median is within ``_REFINE_CLOSE`` of the leader's (the 5 % margin counted)."""
+    if len(samples) < 2:
+        return
+    held = {w: _held(w, statistics.median(t), default) for w, t in samples.items()}
+    lead, second = sorted(held, key=held.__getitem__)[:2]
+    if held[second] < _REFINE_CLOSE * held[lead]:
+        _OPEN[key] = {"samples": {lead: [], second: []}, "default": default, "rounds": 0}
+
+
+def _refine(key: tuple, clips: list[int], run: Callable[[list[int]], None], device: torch.device) -> list[int]:
+    """Refinement rounds of the open race ``key`` on the first of ``clips``; the clips not yet run.
+
+    Each round runs, for each of the two leaders in turn (the order alternating between
+    rounds), one untimed unit of clips (its chunks at once, so that threads left spinning by
+    the other way do not count) and then a timed block of ``lcm`` of both units, and adds
+    the block's seconds per clip to that leader's samples. Every clip is run once, by one
+    of the two ways, so all features are kept. After each round the leader by the held
+    median of its blocks becomes the choice; after ``_REFINE_ROUNDS`` the race is closed.
+    """
+    state = _OPEN[key]
+    samples, default = state["samples"], state["default"]
+    ways = list(samples)
+    units = [_as_way(w)[0] * _as_way(w)[1] for w in ways]
+    block = math.lcm(*units)
+    per_round = sum(units) + block * len(ways)
+    pos = 0
+    # a round runs only if the clips left after it are at least 3× those this call has refined
+    while state["rounds"] < _REFINE_ROUNDS and len(clips) - pos - per_round >= _REFINE_REST * (pos + per_round):
+        turn = list(zip(ways, units, strict=True))
+        for way, unit in turn if state["rounds"] % 2 == 0 else turn[::-1]:
+            at_once, size = _as_way(way)
+            _run_way(clips[pos:pos + unit], run, at_once, size)
+            pos += unit
+            _sync(device)
+            t0 = time.perf_counter()
+            _run_way(clips[pos:pos + block], run, at_once, size)
+            _sync(device)
+            samples[way].append((time.perf_counter() - t0) / block)
+            pos += block
+        state["rounds"] += 1
+        _CHOICES[key] = min(ways, key=lambda w: _held(w, statistics.median(samples[w]), default))
+    if state["rounds"] >= _REFINE_ROUNDS:
+        del _OPEN[key]
+    return clips[pos:]
 
 
 def _parallel_time(probe: Callable[[list[int]], object], clips: list[int], chunk: int,
