@@ -135,6 +135,23 @@ def test_refinement_of_the_batch_size_without_clips_in_parallel():
     assert sum(sizes) == 300 and sizes[-10:-1] == [tuning.BATCH_CANDIDATE] * 9  # 235 clips after refining
 
 
+def test_refinement_back_to_one_at_a_time_runs_the_chosen_batch_size():
+    """Leader two single clips at once, refined to one batch of four at a time: the rest runs in fours."""
+    key, pkey = ("batch", "back"), ("parallel", "back")
+    tuning._CHOICES.update({key: 4, pkey: (2, 1)})
+    tuning._OPEN[pkey] = {"samples": {(2, 1): [], (1, 4): []}, "default": (1, 4), "rounds": 0}
+    gate, sizes = threading.Lock(), []
+
+    def run(chunk):  # clips cannot overlap, and each call has a fixed cost: batches of four one at a time win
+        with gate:
+            sizes.append(len(chunk))
+            time.sleep(0.004 + 0.001 * len(chunk))
+
+    tuning.run_in_batches(key, range(300), run, batch_size=None, device=CPU, default=1, probe=_sleep, parallel=True)
+    assert tuning.tuned_choices()[pkey] == (1, 4) and pkey not in tuning._OPEN
+    assert sum(sizes) == 300 and sizes[-10:-1] == [4] * 9  # 230 clips after refining
+
+
 def test_a_clear_race_is_not_refined():
     tuning.run_in_batches(("batch", "clear"), range(200), lambda c: None, batch_size=None, device=CPU, default=1,
                           probe=_sleep, parallel=True)

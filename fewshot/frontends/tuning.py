@@ -328,6 +328,7 @@ def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]]
                 return best
 
             size = int(remembered(key, decide))
+        batch = size  # the batch-size choice: the parallel race's default is (1, batch)
         threads = parallel_workers(device)
         pkey = ("parallel", *key[1:])
         in_parallel = measuring and parallel and threads > 1
@@ -354,7 +355,7 @@ def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]]
         # the last race refines: the parallel one where clips may run in parallel, else the batch size
         last = pkey if in_parallel else key
         if last in samples:
-            _open_refinement(last, samples[last], (1, size) if last == pkey else 1)
+            _open_refinement(last, samples[last], (1, batch) if last == pkey else 1)
         if measuring and last in _OPEN:
             idx = _refine(last, idx, run, device)
             choice = _CHOICES[last]
@@ -363,7 +364,7 @@ def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]]
             elif choice[0] > 1:
                 workers, size = choice
             else:
-                workers = 1
+                workers, size = 1, batch
     _run_way(idx, run, workers, size)
 
 
