@@ -236,8 +236,7 @@ def _held(name: object, seconds: float, default: object) -> float:
     return seconds if name == default else seconds / MARGIN
 
 
-def race(first: dict, timer: Callable[[object], float], default: object, *,
-         keep: dict | None = None) -> tuple[object, dict]:
+def race(first: dict, timer: Callable[[object], float], default: object) -> tuple[object, dict]:
     """The fastest candidate after re-timing the close ones, interleaved; and every candidate's median seconds.
 
     ``first`` maps each candidate to its first measurement (seconds per unit of work); ``timer(name)`` times
@@ -253,12 +252,8 @@ def race(first: dict, timer: Callable[[object], float], default: object, *,
     kept a time no later sample came near. vertical_7x86 small (29-s clips, three seeds) kept its
     separate networks on a first 44.3 ms although they then read 48.7–64.0 ms in six interleaved rounds,
     against 43.5–52.4 ms for two stacked passes at once (docs/performance.md, eighth pass).
-
-    ``keep``, a dict, receives every candidate's samples (for :func:`run_in_batches`' refinement).
     """
     samples = {name: [t] for name, t in first.items()}
-    if keep is not None:
-        keep.update(samples)
 
     def held(name: object) -> float:
         return _held(name, statistics.median(samples[name]), default)
@@ -318,13 +313,12 @@ def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]]
         size = default
         measuring = device.type == "cpu" and tuning_enabled() and probe is not None
         per_clip: dict[str, float] = {}
-        samples: dict[tuple, dict] = {}  # key → the samples of a race run in this call
+        medians: dict[tuple, dict] = {}  # key → every candidate's median, for a race run in this call
         if measuring and (key in _CHOICES or len(idx) >= 2 * BATCH_CANDIDATE):
             def decide() -> int:
                 first = {n: measure(lambda n=n: probe(idx[:n]), device)[0] / n for n in (1, BATCH_CANDIDATE)}
-                best, times = race(first, lambda n: sample(lambda: probe(idx[:n]), device, first[n] * n) / n, 1,
-                                   keep=samples.setdefault(key, {}))
-                per_clip["best"] = times[best]
+                best, medians[key] = race(first, lambda n: sample(lambda: probe(idx[:n]), device, first[n] * n) / n, 1)
+                per_clip["best"] = medians[key][best]
                 return best
 
             size = int(remembered(key, decide))
@@ -346,16 +340,16 @@ def run_in_batches(key: tuple, indices: Sequence[int], run: Callable[[list[int]]
                         (lambda: run_parallel(chunks, probe, len(chunks)))
                     return sample(work, device, first[choice] * n, settle=choice[0] > 1) / n
 
-                # T at once must beat one at a time by 5 %
-                return race(first, timer, (1, size), keep=samples.setdefault(pkey, {}))[0]
+                best, medians[pkey] = race(first, timer, (1, size))  # T at once must beat one at a time by 5 %
+                return best
 
             at_once, chunk = remembered(pkey, decide_parallel)
             if at_once > 1:  # else the batch-size choice stands (it may have been measured after this one)
                 workers, size = at_once, chunk
         # the last race refines: the parallel one where clips may run in parallel, else the batch size
         last = pkey if in_parallel else key
-        if last in samples:
-            _open_refinement(last, samples[last], (1, batch) if last == pkey else 1)
+        if last in medians:
+            _open_refinement(last, medians[last], (1, batch) if last == pkey else 1)
         if measuring and last in _OPEN:
             idx = _refine(last, idx, run, device)
             choice = _CHOICES[last]
@@ -383,12 +377,13 @@ def _as_way(choice: object) -> tuple[int, int]:
     return choice if isinstance(choice, tuple) else (1, int(choice))
 
 
-def _open_refinement(key: tuple, samples: dict, default: object) -> None:
-    """Keep the two leaders of a race just run (``samples``: candidate → seconds per clip) for :func:`_refine`,
-    if the runner-up's median is within ``_REFINE_CLOSE`` of the leader's (the 5 % margin counted)."""
-    if len(samples) < 2:
+def _open_refinement(key: tuple, medians: dict, default: object) -> None:
+    """Keep the two leaders of a race just run (``medians``: candidate → median seconds per clip, from
+    :func:`race`) for :func:`_refine`, if the runner-up is within ``_REFINE_CLOSE`` of the leader (the 5 %
+    margin counted)."""
+    if len(medians) < 2:
         return
-    held = {w: _held(w, statistics.median(t), default) for w, t in samples.items()}
+    held = {w: _held(w, t, default) for w, t in medians.items()}
     lead, second = sorted(held, key=held.__getitem__)[:2]
     if held[second] < _REFINE_CLOSE * held[lead]:
         _OPEN[key] = {"samples": {lead: [], second: []}, "default": default, "rounds": 0}
@@ -418,11 +413,8 @@ def _refine(key: tuple, clips: list[int], run: Callable[[list[int]], None], devi
             at_once, size = _as_way(way)
             _run_way(clips[pos:pos + unit], run, at_once, size)
             pos += unit
-            _sync(device)
-            t0 = time.perf_counter()
-            _run_way(clips[pos:pos + block], run, at_once, size)
-            _sync(device)
-            samples[way].append((time.perf_counter() - t0) / block)
+            blk = clips[pos:pos + block]
+            samples[way].append(_timed(lambda c=blk, w=at_once, n=size: _run_way(c, run, w, n), device)[0] / block)
             pos += block
         state["rounds"] += 1
         _CHOICES[key] = min(ways, key=lambda w: _held(w, statistics.median(samples[w]), default))
