@@ -114,6 +114,8 @@ def test_optimized_equals_plain(small, name):
         fast, plain = fe.forward(x), fe.forward(x, plain=True)
     assert len(fast) == len(plain) == len(fe.feature_layers)
     for f, p in zip(fast, plain, strict=True):
+        if f.dim() == 2 and p.dim() > 2:  # a formulation may return a map's channel means (temporal's GEMM)
+            p = p.flatten(2).mean(-1)
         assert f.shape == p.shape
         # float tolerance relative to the map's scale: a reordered sum (e.g. mel bands as conv channels) moves
         # near-zero entries of a map whose values reach ~60 by ~1e-6 of that scale
