@@ -37,6 +37,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ._matmul import mm
+
 __all__ = ["GEMM_PATHS", "vgg_first_layer", "set_block_elements"]
 
 #: Target size (elements) of one block's output matrix; chosen so blocks stay in L2/L3.
@@ -79,7 +81,7 @@ def _windows_gemm(xp: torch.Tensor, k: int, n_out: int, wmat: torch.Tensor, post
         for t0 in range(0, n_out if post is None else out_rows * multiple, blk):
             t1 = min(t0 + blk, n_out if post is None else out_rows * multiple)
             cols = base.as_strided((t1 - t0, k * d), (d, 1), base.storage_offset() + t0 * d)
-            y = torch.matmul(cols.to(dtype), wmat)
+            y = mm(cols.to(dtype), wmat)
             if y.dtype != torch.float32:
                 y = y.float()
             if post is None:
@@ -186,7 +188,7 @@ def _patch_gemm(xp: torch.Tensor, kt: int, kf: int, n_t: int, n_f: int, wmats: l
             cols = base.as_strided((t1 - t0, n_f, kt, kf, c), (fp * c, c, fp * c, c, 1), off + t0 * fp * c)
             cols = cols.reshape((t1 - t0) * n_f, k).to(dtype)
             for j, (sl, w, bias) in enumerate(wmats):
-                y = torch.matmul(cols[:, sl] if sl is not None else cols, w)
+                y = mm(cols[:, sl] if sl is not None else cols, w)
                 if y.dtype != torch.float32:
                     y = y.float()
                 r = post(j, y.add_(bias).view(t1 - t0, n_f, -1))
@@ -303,7 +305,7 @@ def _temporal_means(sp: torch.Tensor, conv, dtype) -> torch.Tensor:
             t1 = min(t0 + rows, n_out)
             cols = base.as_strided((t1 - t0, k), (1, 1), base.storage_offset() + t0)
             if buf is not None:
-                y = torch.addmm(bias, cols, w, out=buf[:t1 - t0])
+                y = mm(cols, w, bias, out=buf[:t1 - t0])
             else:
                 y = torch.matmul(cols.to(dtype), w).float().add_(bias)
             sums[i] += y.clamp_(min=0).sum(0)

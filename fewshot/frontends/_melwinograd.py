@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._matmul import bmm
 from ._melconv import temporal_maps
 from ._winograd import matrices, tile_size
 
@@ -91,7 +92,7 @@ def conv_max_freq_tm(conv: nn.Conv2d, xt: torch.Tensor, *, pad: tuple[int, int])
             v = v.reshape(n, nt * positions, kf)  # rows = (tile, frequency position): the bands it reads
             for c0 in range(0, fo, _COLUMNS):
                 c1 = min(fo, c0 + _COLUMNS)
-                prod = torch.bmm(v, u[:, :, c0:c1])  # [n, nt·P, c]
+                prod = bmm(v, u[:, :, c0:c1])  # [n, nt·P, c]
                 y = prod if n == 1 else torch.matmul(a_t, prod.view(n, -1))  # Aᵀ · products: [m, nt·P·c]
                 y = y.view(m, nt, positions, c1 - c0).amax(2)  # the max over frequency positions
                 out[i, s0:s0 + nt, :, c0:c1] = y.transpose(0, 1)

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._gemmconv import _cf, _conv1d_tm, _relu_, _vgg_layer, sample_level_first
+from ._matmul import bmm
 from ._waveform import conv1d_tm
 
 __all__ = ["matrices", "conv1d_pool_tm", "conv2d_pool_tm", "worth_winograd", "tile_size"]
@@ -167,7 +168,7 @@ def conv1d_pool_tm(h: torch.Tensor, conv: nn.Conv1d, *, pad: tuple[int, int], po
         for s0 in range(0, n_tiles, _BLOCK_TILES):
             nt = min(_BLOCK_TILES, n_tiles - s0)
             win = base.as_strided((nt, n, c), (m * c, c, 1), base.storage_offset() + s0 * m * c)
-            prod = torch.bmm(torch.matmul(b_t, win).transpose(0, 1), u)  # [n, nt, O]
+            prod = bmm(torch.matmul(b_t, win).transpose(0, 1), u)  # [n, nt, O]
             y = torch.matmul(a_t, prod.transpose(0, 1)).view(nt * m // pool, pool, -1)  # [nt·m/pool, pool, O]
             y = y.amax(1) if pool > 1 else y[:, 0]
             if bias is not None:
@@ -219,7 +220,7 @@ def conv2d_pool_tm(h: torch.Tensor, conv: nn.Conv2d, *, pool: tuple[int, int],
                                   base.storage_offset() + r0 * mh * wp * c)
             v = torch.matmul(bw, win)  # along frequency: [nr, tw, nh, nw, C]
             v = torch.matmul(bh, v.reshape(nr, tw, nh, nw * c)).view(nr * tw, nh * nw, c)  # along time
-            prod = torch.bmm(v.transpose(0, 1), u).transpose(0, 1)  # [tiles, nh·nw, O]
+            prod = bmm(v.transpose(0, 1), u).transpose(0, 1)  # [tiles, nh·nw, O]
             y = torch.matmul(aw, prod.reshape(nr * tw, nh, nw, -1))  # [tiles, nh, mw, O]
             y = torch.matmul(ah, y.reshape(nr * tw, nh, -1))  # [tiles, mh, mw·O]
             y = y.view(nr, tw, mh // pt, pt, mw // pf, pf, -1).amax(3).amax(4)  # one axis at a time (faster)
