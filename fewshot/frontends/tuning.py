@@ -2,7 +2,8 @@
 
 Why measure instead of a table: the fastest formulation of a random CNN depends on
 the CPU. On an AVX-512 Zen 4 host oneDNN's direct convolutions ran at twice MKL's
-sgemm, so the conv formulations won everywhere; on an AVX2 host of the same family
+sgemm, so the conv formulations won everywhere until the other formulations' products
+also ran through oneDNN (``_matmul.py``); on an AVX2 host of the same family
 the GEMM formulation of the wide timbral front-end was 1.25× faster than the conv
 one, and the mel-channel formulation of the narrow timbral front-end lost to the
 plain conv (0.87×). A table tuned on one CPU made extraction slower than the
