@@ -17,14 +17,16 @@ its CPU linear-layer fusions) for large products where it was measured faster on
 this machine (:func:`backend`), and ``torch.matmul`` otherwise.
 
 The backend is measured once per process on a 1,024 × 256 × 256 product (five
-interleaved samples of each; oneDNN must be 1.2× faster by median), and not measured
-with tuning off (``FEWSHOT_TUNE=off``: ``torch.matmul``). bfloat16 products always use
+interleaved samples of each; oneDNN must be 1.2× faster by median; measured again after
+:func:`~fewshot.frontends.tuning.clear_tuned`), and not measured with tuning off
+(``FEWSHOT_TUNE=off``: ``torch.matmul``). bfloat16 products always use
 ``torch.matmul`` (PyTorch already sends them to oneDNN).
 """
 
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 
 import torch
@@ -36,6 +38,7 @@ MIN_MACS = 1 << 21
 #: oneDNN must be this many times faster than MKL by median to be used.
 _FASTER = 1.2
 _STATE: dict[str, str | None] = {"backend": None}
+_LOCK = threading.Lock()  # clip workers may reach the first product at once: measure once
 
 
 def _onednn_op():
@@ -60,7 +63,9 @@ def set_backend(name: str | None) -> None:
 def backend() -> str:
     """``"onednn"`` or ``"torch"``: the backend of :func:`mm` for large float32 CPU products in this process."""
     if _STATE["backend"] is None:
-        _STATE["backend"] = _measure()
+        with _LOCK:
+            if _STATE["backend"] is None:
+                _STATE["backend"] = _measure()
     return _STATE["backend"]
 
 

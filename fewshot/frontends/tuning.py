@@ -109,9 +109,12 @@ def tuned_choices(copy: bool = True) -> dict[tuple, object]:
 
 
 def clear_tuned() -> None:
-    """Forget every choice (the next extraction measures again)."""
+    """Forget every choice, the matrix-product backend included (the next extraction measures again)."""
+    from ._matmul import set_backend
+
     _CHOICES.clear()
     _OPEN.clear()
+    set_backend(None)
 
 
 def remembered(key: tuple, decide: Callable[[], object]) -> object:
