@@ -141,7 +141,7 @@ def fft_conv1d_tm(x: torch.Tensor, conv: nn.Conv1d, pad: tuple[int, int] = (0, 0
     w = _kernel_3m(conv, tile, x.device)
     p1 = bmm(re + im, w[0])
     out = torch.empty(2, bins, b * n_tiles, conv.out_channels, device=x.device)
-    if backend() == "onednn":  # three oneDNN products and two sums beat MKL's fused baddbmm on AVX-512
+    if backend() == "onednn":  # the oneDNN op has no fused accumulate: products, then the sums
         torch.sub(p1, bmm(im, w[2]), out=out[0])  # real part: p1 − Xi·(Wr + Wi)
         torch.add(p1, bmm(re, w[1]), out=out[1])  # imaginary part: p1 + Xr·(Wi − Wr)
     else:

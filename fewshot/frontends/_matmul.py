@@ -10,8 +10,8 @@ multiply-adds lost (64 × 96 × 96: 114 against 67 GFLOP/s: oneDNN's per-call co
 The weight matrix is made contiguous first: as a column slice of a wider matrix it
 sent oneDNN to a reference kernel ~1,000× slower (4,096 × 86 × 256: 1.08 s, against
 1.06 ms contiguous).
-So the GEMM, Winograd and mel-Winograd formulations (``_gemmconv``, ``_winograd``,
-``_melwinograd``) multiply through :func:`mm` / :func:`bmm`, which use oneDNN's
+So the GEMM, Winograd, mel-Winograd and FFT formulations (``_gemmconv``, ``_winograd``,
+``_melwinograd``, ``_fftconv``) multiply through :func:`mm` / :func:`bmm`, which use oneDNN's
 float32 inner product (``torch.ops.mkldnn._linear_pointwise``, PyTorch's own op for
 its CPU linear-layer fusions) for large products where it was measured faster on
 this machine (:func:`backend`), and ``torch.matmul`` otherwise.
