@@ -8,7 +8,7 @@ import torch
 from scipy.stats import spearmanr
 
 from fewshot.exceptions import ParameterError
-from fewshot.frontends import FRONTENDS, _fast, create_frontend
+from fewshot.frontends import FRONTENDS, _fast, _gemmconv, create_frontend
 from fewshot.frontends._fast import fast_maps, set_block_elements, use_gemm
 from fewshot.frontends.extract import extract_features
 
@@ -54,6 +54,7 @@ def test_every_path_equals_plain(name, gemm):
 def test_gemm_blocks_do_not_change_features(name):
     fe = create_frontend(name, filters=5, seed=4)
     x = _input(fe, 1, _lengths(fe)[1])
+    default = _gemmconv._BLOCK["elements"]
     with torch.inference_mode():
         ref = fe.features(x, plain=True)
         for elements in (64, 1 << 12, 1 << 22):
@@ -61,7 +62,7 @@ def test_gemm_blocks_do_not_change_features(name):
             try:
                 torch.testing.assert_close(map_feats(fe, x), ref, rtol=1e-4, atol=1e-5)
             finally:
-                set_block_elements(1 << 18)
+                set_block_elements(default)
 
 
 def test_mel_channel_conv_equals_conv2d_max():

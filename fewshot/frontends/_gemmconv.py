@@ -41,8 +41,12 @@ from ._matmul import mm
 
 __all__ = ["GEMM_PATHS", "vgg_first_layer", "set_block_elements"]
 
-#: Target size (elements) of one block's output matrix; chosen so blocks stay in L2/L3.
-_BLOCK = {"elements": 1 << 18}
+#: Target size (elements) of one block's output matrix. 2¹⁸ (blocks in L2) was the fastest of those tried with
+#: MKL's products on the AVX2 host; with oneDNN's (``_matmul``) on the AVX-512 host 2²⁰ ran every GEMM formulation
+#: as fast or faster (29-s clips, five interleaved runs, one and two threads; December 2026): the large widths
+#: 1.1–1.4× (vertical 7×86 351 → 251 ms, timbral 185 → 148, temporal 3.6 → 2.6), the small ones up to 2×
+#: (timbral_time 57 → 28 ms): fewer, larger products amortise oneDNN's per-call cost. 2²² and 2²⁴ were no faster.
+_BLOCK = {"elements": 1 << 20}
 
 
 def set_block_elements(n: int) -> None:

