@@ -104,10 +104,10 @@ def _conv1d_tm(h: torch.Tensor, conv, *, pad: tuple[int, int], dtype, pool: int 
     w = _wmat(conv.weight, dtype)
     bias = conv.bias.float()
 
-    def post(y):
-        y = y.add_(bias)  # y is the fresh GEMM output
+    def post(y):  # y is the fresh GEMM output; the bias after the pool (a max commutes with it): a third of the adds
         if pool > 1:
             y = y.view(-1, pool, y.shape[-1]).amax(1)
+        y = y.add_(bias)
         return act(y) if act is not None else y
 
     if pool > 1:
@@ -169,13 +169,15 @@ def _frame_level(fe, x: torch.Tensor, dtype) -> list[torch.Tensor]:
 
 
 # ---------------------------------------------------------------------- log-mel front-ends
-def _patch_gemm(xp: torch.Tensor, kt: int, kf: int, n_t: int, n_f: int, wmats: list[tuple], post,
+def _patch_gemm(xp: torch.Tensor, kt: int, kf: int, n_t: int, n_f: int, wmats: list[tuple], pool, act,
                 *, multiple: int = 1, n_post: int, out_channels: list[int], dtype) -> list[torch.Tensor]:
     """2-D patches (kt × kf × C) of a time-major map ``xp [batch, T, Fq, C]`` (padded) as one patch matrix
     per block of output frames, multiplied by one or more weight matrices.
 
-    ``wmats``: (column slice of the patch matrix, weight matrix, bias); ``post(i, y [rows, n_f, C]) →
-    [rows // multiple, ...]`` for weight i. Returns one time-major output per weight.
+    ``wmats``: (column slice of the patch matrix, weight matrix, bias); ``pool(y [rows, n_f, C]) →
+    [rows // multiple, ...]`` max-pools a block's product; the bias is added after it (a max commutes with a
+    per-channel constant: one pass over the pooled block instead of the whole product, which is 11× larger
+    for the 7 × 86 filters) and then ``act`` (in place). Returns one time-major output per weight.
     """
     b, _, fp, c = xp.shape
     xp = xp.contiguous()
@@ -195,7 +197,7 @@ def _patch_gemm(xp: torch.Tensor, kt: int, kf: int, n_t: int, n_f: int, wmats: l
                 y = mm(cols[:, sl] if sl is not None else cols, w)
                 if y.dtype != torch.float32:
                     y = y.float()
-                r = post(j, y.add_(bias).view(t1 - t0, n_f, -1))
+                r = act(pool(y.view(t1 - t0, n_f, -1)).add_(bias))
                 if outs[j] is None:
                     outs[j] = torch.empty((b, n_post) + tuple(r.shape[1:]), dtype=torch.float32, device=xp.device)
                 outs[j][i, t0 // multiple:t1 // multiple] = r
@@ -209,13 +211,13 @@ def _vgg_layer(conv, h: torch.Tensor, pool: tuple[int, int], dtype) -> torch.Ten
     hp = F.pad(h, (0, 0, 1, 1, 1, 1))
     nf_out = fq // pf * pf
 
-    def post(_, y):
+    def pool_block(y):
         y = y[:, :nf_out]
-        y = y.reshape(-1, pt, nf_out // pf, pf, y.shape[-1]).amax(1).amax(2)  # one axis at a time: ~10x faster
-        return F.elu(y, inplace=True)
+        return y.reshape(-1, pt, nf_out // pf, pf, y.shape[-1]).amax(1).amax(2)  # one axis at a time: ~10x faster
 
-    (out,) = _patch_gemm(hp, 3, 3, t // pt * pt, fq, [(None, _wmat(conv.weight, dtype), conv.bias.float())], post,
-                         multiple=pt, n_post=t // pt, out_channels=[conv.out_channels], dtype=dtype)
+    (out,) = _patch_gemm(hp, 3, 3, t // pt * pt, fq, [(None, _wmat(conv.weight, dtype), conv.bias.float())],
+                         pool_block, lambda y: F.elu(y, inplace=True), multiple=pt, n_post=t // pt,
+                         out_channels=[conv.out_channels], dtype=dtype)
     return out
 
 
@@ -239,14 +241,19 @@ def _vgg(fe, x: torch.Tensor, dtype) -> list[torch.Tensor]:
     return maps
 
 
+def _freq_max(y: torch.Tensor) -> torch.Tensor:
+    """The max over a block's frequency positions: ``[rows, P, C]`` → ``[rows, C]``."""
+    return y.amax(1)
+
+
 def _vertical(fe, x: torch.Tensor, dtype) -> list[torch.Tensor]:
     kt, kf = fe.conv.kernel_size
     t, fq = x.shape[2], x.shape[3]
     n_f = fq - kf + 1
     h = x[:, 0].unsqueeze(-1)
     w = _wmat(fe.conv.weight, dtype)
-    (y,) = _patch_gemm(h, kt, kf, t - kt + 1, n_f, [(None, w, fe.conv.bias.float())],
-                       lambda _, y: _relu_(y.amax(1)), n_post=t - kt + 1, out_channels=[w.shape[1]], dtype=dtype)
+    (y,) = _patch_gemm(h, kt, kf, t - kt + 1, n_f, [(None, w, fe.conv.bias.float())], _freq_max, _relu_,
+                       n_post=t - kt + 1, out_channels=[w.shape[1]], dtype=dtype)
     return [y.transpose(1, 2).unsqueeze(-1)]
 
 
@@ -270,7 +277,7 @@ def _cnn_music(fe, x: torch.Tensor, dtype) -> list[torch.Tensor]:
                 start = (kt_max - kt) // 2 * kf
                 sl = slice(start, start + kt * kf) if kt != kt_max else None
                 wmats.append((sl, _wmat(conv.weight, dtype), conv.bias.float()))
-            outs = _patch_gemm(hp, kt_max, kf, t, x.shape[3] - kf + 1, wmats, lambda _, y: _relu_(y.amax(1)),
+            outs = _patch_gemm(hp, kt_max, kf, t, x.shape[3] - kf + 1, wmats, _freq_max, _relu_,
                                n_post=t, out_channels=[w.shape[1] for _, w, _ in wmats], dtype=dtype)
             results.update(zip(idx, outs, strict=True))
         maps = [results[i].transpose(1, 2).unsqueeze(-1) for i in range(len(fe.timbral))]

@@ -138,6 +138,11 @@ def conv1d_pool_tm(h: torch.Tensor, conv: nn.Conv1d, *, pad: tuple[int, int], po
 
     Tiles start at output 0 and hold a whole number of pooling windows, so the max over
     each window is taken inside the block, before the activation (exact for a monotonic one).
+    Blocks of :data:`_BLOCK_TILES_1D` tiles read the input in place (only the edge blocks are
+    copied between zeros), run the n products through :func:`~._matmul.mm` and reuse their buffers:
+    on the AVX-512 host the sample-level large network's Winograd path went from 676 to 521 ms per
+    29-s clip (two threads; the padded copy of each map and fresh multi-megabyte temporaries had
+    cost a third of it).
 
     Parameters
     ----------
