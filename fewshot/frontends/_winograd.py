@@ -67,7 +67,7 @@ _TILES = {3: {1: 4, 2: 4, 3: 6}, 7: {1: 3}}
 #: Tiles per block: bounds the transformed block (n · tiles · C floats) so it stays in cache.
 _BLOCK_TILES = 256
 #: Tiles per block in 1-D: larger products amortise oneDNN's per-call cost (sample-level at the large width,
-#: 29-s clips, two threads, AVX-512 host: 1,024 tiles ran 4–18 % faster than 256 in three interleaved runs; VGG's
+#: 29-s clips, two threads, AVX-512 host: 1,024 tiles ran 4–21 % faster than 256 in three interleaved runs; VGG's
 #: 2-D blocks did not gain).
 _BLOCK_TILES_1D = 1024
 
