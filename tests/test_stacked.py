@@ -76,6 +76,20 @@ def test_stacked_maps_and_features_equal_separate(name, k):
                 torch.testing.assert_close(got, want, **TOL)
 
 
+@pytest.mark.parametrize("name", CNNS)
+def test_stacked_conv_path_equals_plain(name):
+    """The stacked network through its own optimized convolutions (``gemm=False``: the only path of the networks
+    with per-seed layers) gives each network's plain features. The test above compares it with the separate
+    networks' optimized paths, which may share its code."""
+    fes = _networks(name, 3)
+    st = stack_frontends(fes)
+    st.net.gemm = False
+    x = _batch(fes[0], 2, _length(fes[0]))
+    with torch.inference_mode():
+        for fe, f in zip(fes, st.features(x), strict=True):
+            torch.testing.assert_close(f, fe.features(x, plain=True), **TOL)
+
+
 @pytest.mark.parametrize("name", ["timbral_temporal", "frame_level_many", "vgg"])
 def test_stacked_layers_subset(name):
     fes = _networks(name, 2)

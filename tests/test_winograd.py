@@ -55,6 +55,21 @@ def test_conv1d_pool_tm_equals_conv_pool_relu(taps, pad, pool, length):
     _assert_close(got, ref)
 
 
+@pytest.mark.parametrize(("taps", "pad", "pool"), [(3, (1, 1), 3), (3, (0, 2), 4), (7, (3, 3), 1), (7, (0, 0), 1)])
+@pytest.mark.parametrize("block", [1, 2, 3])
+def test_conv1d_pool_tm_blocks_equal_one_block(taps, pad, pool, block, monkeypatch):
+    """Many blocks: the inner ones read the input in place, the edge ones a zero-padded copy."""
+    monkeypatch.setattr(_winograd, "_BLOCK_TILES_1D", block)
+    g = torch.Generator().manual_seed(block + pool)
+    conv = torch.nn.Conv1d(6, 5, taps)
+    x = torch.randn(2, 6, 61, generator=g)
+    with torch.inference_mode():
+        ref = F.relu(F.max_pool1d(conv(F.pad(x, pad)), pool))
+        got = conv1d_pool_tm(x.transpose(1, 2), conv, pad=pad, pool=pool, act=F.relu).transpose(1, 2)
+    assert got.shape == ref.shape
+    _assert_close(got, ref)
+
+
 @pytest.mark.parametrize("pool", [(4, 2), (4, 3), (5, 2), (4, 4), (1, 1)])
 @pytest.mark.parametrize("shape", [(5, 4), (21, 11), (40, 48)])
 def test_conv2d_pool_tm_equals_conv_pool_elu(pool, shape):

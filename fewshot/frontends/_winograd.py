@@ -173,8 +173,8 @@ def conv1d_pool_tm(h: torch.Tensor, conv: nn.Conv1d, *, pad: tuple[int, int], po
     bias = conv.bias.detach().float() if conv.bias is not None else None
     h = h.contiguous()
     out = torch.empty(b, n_tiles * q, o, device=h.device)
-    # Buffers reused by every block: fresh multi-megabyte tensors cost page faults each time (measured: the
-    # output transform of a 512-channel block took 4 ms in a new tensor, 0.3 ms in a reused one).
+    # Buffers reused by every block: without the CLI's keep_heap, fresh multi-megabyte tensors cost page faults
+    # each time (the output transform of a 512-channel block took 4 ms into a new tensor, 0.5 ms into a reused one).
     nb = min(_BLOCK_TILES_1D, n_tiles)
     v = torch.empty(nb, n, c, device=h.device)
     prod = torch.empty(n, nb * o, device=h.device)
