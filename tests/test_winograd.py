@@ -57,7 +57,7 @@ def test_conv1d_pool_tm_equals_conv_pool_relu(taps, pad, pool, length):
 
 @pytest.mark.parametrize(("taps", "pad", "pool"), [(3, (1, 1), 3), (3, (0, 2), 4), (7, (3, 3), 1), (7, (0, 0), 1)])
 @pytest.mark.parametrize("block", [1, 2, 3])
-def test_conv1d_pool_tm_blocks_equal_one_block(taps, pad, pool, block, monkeypatch):
+def test_conv1d_pool_tm_over_many_blocks_equals_conv_pool_relu(taps, pad, pool, block, monkeypatch):
     """Many blocks: the inner ones read the input in place, the edge ones a zero-padded copy."""
     monkeypatch.setattr(_winograd, "_BLOCK_TILES_1D", block)
     g = torch.Generator().manual_seed(block + pool)

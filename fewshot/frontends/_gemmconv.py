@@ -134,13 +134,21 @@ def sample_level_first(fe, x: torch.Tensor, dtype) -> torch.Tensor:
     return _windows_gemm(rows, 1, n // 3, w0, lambda y: _relu_(y.add_(fe.conv0.bias)), n_post=n // 3, dtype=dtype)
 
 
-def _sample_level(fe, x: torch.Tensor, dtype) -> list[torch.Tensor]:
+def sample_level_tm(fe, x: torch.Tensor, layer, dtype=torch.float32) -> list[torch.Tensor]:
+    """The sample-level maps, time-major: the first layer by :func:`sample_level_first`, then
+    ``layer(conv, h)`` = ReLU(max-pool 3(conv(h))) of each 3-tap 'same' layer on a time-major map ``[batch, T, F]``.
+    The formulations differ only in ``layer``; the maps are returned in the plain layout (views)."""
     h = sample_level_first(fe, x, dtype)
     maps = [_cf(h)]
     for conv in fe.convs:
-        h = _conv1d_tm(h, conv, pad=(1, 1), dtype=dtype, pool=3, act=_relu_)
+        h = layer(conv, h)
         maps.append(_cf(h))
     return maps
+
+
+def _sample_level(fe, x: torch.Tensor, dtype) -> list[torch.Tensor]:
+    return sample_level_tm(fe, x, lambda conv, h: _conv1d_tm(h, conv, pad=(1, 1), dtype=dtype, pool=3, act=_relu_),
+                           dtype)
 
 
 def _frames(x: torch.Tensor, left: int, k: int, n_out: int, stride: int = 32) -> torch.Tensor:

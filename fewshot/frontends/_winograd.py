@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._gemmconv import _cf, _conv1d_tm, _relu_, _vgg_layer, sample_level_first
+from ._gemmconv import _conv1d_tm, _relu_, _vgg_layer, sample_level_tm
 from ._matmul import bmm, mm
 from ._waveform import conv1d_tm
 
@@ -269,15 +269,12 @@ def conv2d_pool_tm(h: torch.Tensor, conv: nn.Conv2d, *, pool: tuple[int, int],
 # ---------------------------------------------------------------------- the Winograd formulations of the front-ends
 def _sample_level(fe, x: torch.Tensor) -> list[torch.Tensor]:
     """The GEMM formulation's first (strided) layer, then the wide 3-tap layers by F(6, 3), pooled in the block."""
-    h = sample_level_first(fe, x, torch.float32)
-    maps = [_cf(h)]
-    for conv in fe.convs:
+    def layer(conv: nn.Conv1d, h: torch.Tensor) -> torch.Tensor:
         if worth_winograd(conv, (h.shape[1],), (3,)):
-            h = conv1d_pool_tm(h, conv, pad=(1, 1), pool=3, act=_relu_)
-        else:
-            h = _conv1d_tm(h, conv, pad=(1, 1), dtype=torch.float32, pool=3, act=_relu_)
-        maps.append(_cf(h))
-    return maps
+            return conv1d_pool_tm(h, conv, pad=(1, 1), pool=3, act=_relu_)
+        return _conv1d_tm(h, conv, pad=(1, 1), dtype=torch.float32, pool=3, act=_relu_)
+
+    return sample_level_tm(fe, x, layer)
 
 
 def _elu_(y: torch.Tensor) -> torch.Tensor:
